@@ -40,3 +40,29 @@ def test_uhse_attention_matches_the_direct_computation():
     got = uhse.attend(level, indices[level], v_item, unique_vectors, positions, mask)
     np.testing.assert_allclose(got.numpy(), expected[level].numpy(), rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(got.numpy()[0], np.zeros(4))
+
+
+def test_uhse_attention_gradient_matches_the_direct_computation():
+  """The regrouped softmax must train like the direct one, including large logits."""
+  config = config_lib.DUIAConfig(variant="duia", item_level1=5, item_children=3, memory_dim=4)
+  uhse = enhancements.UHSE(config)
+  rng = np.random.default_rng(1)
+  unique_vectors = tf.constant(rng.normal(size=(9, 4)), tf.float32)
+  uhse.memory.build(unique_vectors.shape)
+  # Scaled queries give logits of magnitude ~50: a naive exp would overflow.
+  v_item = tf.constant(50.0 * rng.normal(size=(6, 4)), tf.float32)
+  positions = tf.constant(rng.integers(0, 9, (6, 7)), tf.int32)
+  mask = tf.constant(rng.random((6, 7)) < 0.7)
+  indices = uhse.memory.assign(unique_vectors)
+  probe = tf.constant(rng.normal(size=(6, 4)), tf.float32)
+  for level in range(2):
+    with tf.GradientTape(persistent=True) as tape:
+      tape.watch(v_item)
+      got = uhse.attend(level, indices[level], v_item, unique_vectors, positions, mask)
+      expected = _direct(uhse, v_item, unique_vectors, positions, mask)[level]
+      got_loss, expected_loss = tf.reduce_sum(got * probe), tf.reduce_sum(expected * probe)
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
+    got_grad = tape.gradient(got_loss, v_item).numpy()
+    assert np.all(np.isfinite(got_grad))
+    np.testing.assert_allclose(got_grad, tape.gradient(expected_loss, v_item).numpy(),
+                               rtol=1e-3, atol=1e-4)

@@ -137,28 +137,42 @@ class UHSE(tf.keras.layers.Layer):
     """sum_t softmax_t(theta_t . v_item) theta_t over the valid positions [B, d].
 
     theta_t is the center of `level` retrieved for history item t (zeros when
-    negatively correlated); `index_u` [U] is each distinct item's center there. Every theta_t is one of the level's N centers, so
-    the scores are computed per center ([B, N]) and gathered per position, and
-    the pooling sums attention weights per center before one [B, N] x [N, d]
-    product: the same numbers as gathering [B, L, d] centers, without
-    materialising them (B * L * d is the largest tensor DUIA would build).
+    negatively correlated); `index_u` [U] is each distinct item's center there.
+    Every nonzero theta_t is one of the level's N centers, so the softmax over
+    positions regroups by center: with c[b, n] the number of row b's kept
+    positions on center n, z[b] its valid positions whose theta is zero (logit
+    0) and s[b, n] = v_item . mu_n,
+
+        out[b] = sum_n c[b, n] e^s[b, n] mu_n / (sum_n c[b, n] e^s[b, n] + z[b]).
+
+    The same numbers as gathering [B, L, d] centers, but everything that
+    carries a gradient is [B, N]: the per-position work is one count with no
+    gradient (B * L * d is the largest tensor DUIA would otherwise build).
     """
     table = self.memory.level1_centers if level == 0 else self.memory.level2_centers
     mu_u = tf.gather(table, index_u)
     correlated_u = tf.reduce_sum(unique_vectors * mu_u, axis=-1) >= 0  # else retrieve gives 0
-    index = tf.gather(index_u, positions)  # [B, L]
     valid = tf.cast(history_mask, tf.bool)
-    kept = tf.logical_and(valid, tf.gather(correlated_u, positions))
-    scores = tf.matmul(v_item, table, transpose_b=True)  # [B, N]
-    logits = tf.where(kept, tf.gather(scores, index, batch_dims=1), 0.0)  # zero vector -> 0
-    logits = tf.where(valid, logits, tf.fill(tf.shape(logits), -1e9))
-    weights = tf.nn.softmax(logits, axis=-1) * tf.cast(kept, logits.dtype)
+    kept = tf.logical_and(valid, tf.gather(correlated_u, positions))  # [B, L]
     num_centers = tf.shape(table)[0]
-    batch = tf.shape(index)[0]
-    segments = index + num_centers * tf.range(batch)[:, None]
-    per_center = tf.math.unsorted_segment_sum(
-        tf.reshape(weights, [-1]), tf.reshape(segments, [-1]), batch * num_centers)
-    return tf.matmul(tf.reshape(per_center, [batch, num_centers]), table)
+    counts = tf.math.bincount(tf.gather(index_u, positions), weights=tf.cast(kept, v_item.dtype),
+                              minlength=num_centers, maxlength=num_centers, axis=-1)  # [B, N]
+    zero_logits = tf.reduce_sum(tf.cast(tf.logical_and(valid, tf.logical_not(kept)),
+                                        v_item.dtype), axis=-1, keepdims=True)  # [B, 1]
+    scores = tf.matmul(v_item, table, transpose_b=True)  # [B, N]
+    # Shift by the largest present logit for stability; softmax is shift-invariant,
+    # so the shift carries no gradient.
+    present = tf.where(counts > 0, scores, tf.fill(tf.shape(scores), -1e30))
+    shift = tf.reduce_max(present, axis=-1, keepdims=True)
+    shift = tf.stop_gradient(tf.where(zero_logits > 0, tf.maximum(shift, 0.0), shift))
+    shift = tf.where(shift > -1e29, shift, tf.zeros_like(shift))  # no valid position at all
+    # Present logits are <= shift; capping the absent ones (count 0) at the shift
+    # keeps exp finite, so 0 * exp stays 0 and no NaN reaches the gradient.
+    numerators = counts * tf.exp(tf.minimum(scores - shift, 0.0))
+    # Where z = 0 the shift may be very negative and exp(-shift) inf: leave the term out.
+    zero_terms = tf.where(zero_logits > 0, zero_logits * tf.exp(-shift), 0.0)
+    denominator = tf.reduce_sum(numerators, axis=-1, keepdims=True) + zero_terms
+    return tf.math.divide_no_nan(tf.matmul(numerators, table), denominator)
 
 
 class ItemEnhancement(tf.keras.layers.Layer):
