@@ -143,8 +143,10 @@ def cmd_report(args) -> None:
 
 def cmd_serve(args) -> None:
   from duia.serving import server  # pylint: disable=g-import-not-at-top
-  server.serve(args.model_base_path, model_name=args.model_name, host=args.host,
-               port=args.port)
+  server.main([f"--model_base_path={args.model_base_path}", f"--model_name={args.model_name}",
+               f"--host={args.host}", f"--port={args.port}"]
+              + ([f"--rest_api_port={args.rest_port}"] if args.rest_port is not None else [])
+              + args.server_flags)
 
 
 def print_rankings(client, requests) -> None:
@@ -264,12 +266,16 @@ def build_parser() -> argparse.ArgumentParser:
   _add_run_args(p, data_required=False)
   p.set_defaults(func=cmd_report, data_root=".")
 
-  p = sub.add_parser("serve", help="serve pushed models over TF Serving's gRPC API")
+  p = sub.add_parser(
+      "serve", help="serve pushed models over TF Serving's gRPC and REST APIs",
+      description="Other flags of `python -m duia.serving.server` pass through, e.g. "
+                  "--enable_batching --version_policy=latest:2 --file_system_poll_wait_seconds=5")
   p.add_argument("--model-base-path", required=True,
                  help="folder of numbered versions, e.g. runs/local/serving/duia")
   p.add_argument("--model-name", default="duia")
   p.add_argument("--host", default="127.0.0.1")
   p.add_argument("--port", type=int, default=8500)
+  p.add_argument("--rest-port", type=int, default=None, help="REST API port (e.g. 8501)")
   p.set_defaults(func=cmd_serve)
 
   p = sub.add_parser("predict", help="rank eval candidates for a few users via gRPC")
@@ -297,7 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-  args = build_parser().parse_args(argv)
+  parser = build_parser()
+  args, unknown = parser.parse_known_args(argv)
+  if unknown and args.func is not cmd_serve:
+    parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+  if args.func is cmd_serve:
+    # Flags of the server itself (python -m duia.serving.server --help) pass through.
+    args.server_flags = unknown
   _quiet_logs()
   keras_env.check_keras2()
   args.func(args)

@@ -8,10 +8,9 @@ the user went on to consume.
 
 import collections
 import dataclasses
-import glob
 import os
 import random
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence, Union
 
 import tensorflow as tf
 
@@ -43,13 +42,36 @@ def _decode(example: tf.train.Example) -> Dict[str, Any]:
   return row
 
 
+def read_serialized(file_patterns: Union[str, Sequence[str]],
+                    limit: int = 50_000) -> List[bytes]:
+  """Up to `limit` serialized tf.Examples from gzipped TFRecord files.
+
+  Args:
+    file_patterns: A glob or globs of the files, in any file system
+      tf.io.gfile knows (gs:// included); files are read in sorted order.
+    limit: Records to read at most.
+
+  Raises:
+    FileNotFoundError: if no file matches.
+  """
+  if isinstance(file_patterns, str):
+    # Iterating a string would glob its characters one by one.
+    file_patterns = [file_patterns]
+  files = sorted(f for p in file_patterns for f in tf.io.gfile.glob(p))
+  if not files:
+    raise FileNotFoundError(f"No TFRecord files match {list(file_patterns)}")
+  dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit)
+  return [r.numpy() for r in dataset]
+
+
+def decode_examples(serialized: Sequence[bytes]) -> List[Dict[str, Any]]:
+  """Rows (feature key -> value, lists for sequences) of serialized tf.Examples."""
+  return [_decode(tf.train.Example.FromString(s)) for s in serialized]
+
+
 def read_examples(split_dir: str, limit: int = 50_000) -> List[Dict[str, Any]]:
   """Decoded examples from an Examples split folder (gzipped TFRecords)."""
-  files = sorted(glob.glob(os.path.join(split_dir, "*.gz")))
-  if not files:
-    raise FileNotFoundError(f"No TFRecord files in {split_dir}")
-  dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit)
-  return [_decode(tf.train.Example.FromString(r.numpy())) for r in dataset]
+  return decode_examples(read_serialized([os.path.join(split_dir, "*.gz")], limit))
 
 
 def sample_requests(examples: List[Dict[str, Any]], num_users: int, num_candidates: int,

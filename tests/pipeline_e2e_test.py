@@ -21,9 +21,11 @@ from duia.models import features
 from duia.pipeline import configs
 from duia.pipeline import local_runner
 from duia.pipeline import report
+from duia.serving import backend
 from duia.serving import client as client_lib
 from duia.serving import model_store
 from duia.serving import server
+from duia.serving import warmup
 
 pytestmark = pytest.mark.e2e
 
@@ -64,6 +66,13 @@ def test_pipeline_blesses_and_pushes_a_model(pipeline_run):
   assert os.path.exists(os.path.join(path, "saved_model.pb"))
   saved_config = json.load(open(os.path.join(path, "assets.extra", "training_config.json")))
   assert saved_config["tasks"] == list(config.training.tasks)
+  # The pushed model carries TF Serving's warmup file, built from eval rows, and
+  # every request in it runs on the pushed model.
+  requests = warmup.read_warmup_requests(path)
+  signatures = {r.model_spec.signature_name for r in requests}
+  assert signatures == {features.SERVING_EXAMPLES_SIGNATURE, features.SERVING_RAW_SIGNATURE}
+  loaded = model_store.load_version(config.serving_model_dir, version, config.model_name)
+  assert warmup.replay(requests, lambda r: backend.predict_on(loaded, r)) == len(requests)
   names = [name for name, _ in report.component_seconds(config.metadata_path)]
   for component in ("RawLogExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator",
                     "Transform", "Trainer", "Evaluator", "Pusher"):

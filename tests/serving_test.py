@@ -25,96 +25,15 @@ from duia.models import features
 from duia.serving import client as client_lib
 from duia.serving import model_store
 from duia.serving import server as server_lib
-
-_TASKS = (features.TASK_VALID, features.TASK_WATCH, features.TASK_LIKE)
-_TS = 1_700_000_000
-
-
-def _rank_input_specs():
-  specs = {}
-
-  def add(keys, shape, dtype):
-    for key in keys:
-      specs[key] = tf.TensorSpec(shape, dtype, name=key)
-
-  add(features.USER_SCALAR_STRING, [1], tf.string)
-  add(features.USER_SEQUENCE_STRING, [1, None], tf.string)
-  add(features.USER_SCALAR_INT + [features.TIMESTAMP], [1], tf.int64)
-  add(features.ITEM_SCALAR_STRING, [None], tf.string)
-  add(features.ITEM_SEQUENCE_STRING, [None, None], tf.string)
-  add(features.ITEM_SCALAR_INT, [None], tf.int64)
-  add(features.ITEM_SCALAR_FLOAT, [None], tf.float32)
-  return specs
-
-
-def _hash(strings):
-  return tf.cast(tf.strings.to_hash_bucket_fast(strings, 1000), tf.float32)
-
-
-class _TinyRanker(tf.Module):
-  """Deterministic stand-in for the ranker; `scale` tells versions apart."""
-
-  def __init__(self, scale):
-    super().__init__()
-    self.scale = tf.Variable(scale, dtype=tf.float32)
-
-  def _scores(self, user_hash, item_hash, duration, hist_len, tags_len):
-    # [1]-shaped user terms broadcast over the [N] candidates, as in the model.
-    valid = tf.sigmoid(self.scale * (item_hash - user_hash) / 1000.0 +
-                       0.01 * duration)
-    watch = self.scale * duration * valid + hist_len
-    like = tf.sigmoid(tags_len - 1.0 + item_hash / 1000.0)
-    return {
-        features.TASK_VALID: valid,
-        features.TASK_WATCH: watch,
-        features.TASK_LIKE: like,
-        features.FUSED_SCORE: valid + 0.01 * watch + like,
-    }
-
-  @tf.function(input_signature=[_rank_input_specs()])
-  def rank(self, inputs):
-    nonempty = lambda t: tf.reduce_sum(tf.cast(t != b"", tf.float32), axis=1)
-    return self._scores(
-        _hash(inputs[features.USER_ID]), _hash(inputs[features.ITEM_ID]),
-        inputs[features.DURATION_S] + 1e-3 * tf.cast(
-            inputs[features.ITEM_PRIOR_EXPOSURES], tf.float32),
-        nonempty(inputs[features.HIST_ITEM_IDS]),
-        nonempty(inputs[features.TAGS]))
-
-  @tf.function(input_signature=[{
-      features.SERVING_EXAMPLES_INPUT:
-          tf.TensorSpec([None], tf.string, name=features.SERVING_EXAMPLES_INPUT)
-  }])
-  def serve_examples(self, inputs):
-    parsed = tf.io.parse_example(
-        inputs[features.SERVING_EXAMPLES_INPUT], {
-            features.USER_ID: tf.io.FixedLenFeature([], tf.string, ""),
-            features.ITEM_ID: tf.io.FixedLenFeature([], tf.string, ""),
-            features.DURATION_S: tf.io.FixedLenFeature([], tf.float32, 0.0),
-            features.HIST_ITEM_IDS: tf.io.RaggedFeature(tf.string),
-            features.TAGS: tf.io.RaggedFeature(tf.string),
-        })
-    lengths = lambda r: tf.cast(r.row_lengths(), tf.float32)
-    return self._scores(
-        _hash(parsed[features.USER_ID]), _hash(parsed[features.ITEM_ID]),
-        parsed[features.DURATION_S], lengths(parsed[features.HIST_ITEM_IDS]),
-        lengths(parsed[features.TAGS]))
-
-
-def _save(scale, path):
-  module = _TinyRanker(scale)
-  tf.saved_model.save(module, str(path), signatures={
-      features.SERVING_EXAMPLES_SIGNATURE:
-          module.serve_examples.get_concrete_function(),
-      features.SERVING_RAW_SIGNATURE: module.rank.get_concrete_function(),
-  })
+from tests import serving_fixtures as fx
+from tests.serving_fixtures import CANDIDATES as _CANDIDATES, TASKS as _TASKS, TS as _TS, USER as _USER
 
 
 @pytest.fixture(scope="module")
 def model_root(tmp_path_factory):
   root = tmp_path_factory.mktemp("models") / "duia"
-  _save(1.0, root / "1")
-  _save(2.0, root / "2")
+  fx.save(1.0, root / "1")
+  fx.save(2.0, root / "2")
   # Neither may be picked: "3" is a version still being copied (no graph file),
   # "tmp-5" is not an integer.
   (root / "3").mkdir()
@@ -140,24 +59,6 @@ def stub(target):
     yield prediction_service_pb2_grpc.PredictionServiceStub(channel)
 
 
-_USER = {
-    features.USER_ID: "u42",
-    features.CITY: "paris",
-    features.HIST_ITEM_IDS: ["i1", "i7", "i3"],
-    features.PREF_CAT1: [b"music"],
-    features.USER_VALID_COUNT: 12,
-    features.LABEL_VALID: 1,  # Label columns of a dataset row are ignored.
-}
-_CANDIDATES = [
-    {features.ITEM_ID: "a", features.DURATION_S: 30.0, features.TAGS: ["x"]},
-    {features.ITEM_ID: "b", features.DURATION_S: 5.5,
-     features.TAGS: ["x", "y", "z"], features.ITEM_PRIOR_EXPOSURES: 40},
-    {features.ITEM_ID: "c"},  # Every other feature defaulted.
-    {features.ITEM_ID: "d", features.DURATION_S: 120.0, features.TAGS: []},
-    {features.ITEM_ID: "e", features.DURATION_S: 60.0, features.CAT1: "news"},
-]
-
-
 def _good_request():
   return client_lib.build_rank_request(_USER, _CANDIDATES, _TS)
 
@@ -169,29 +70,12 @@ def _in_process(saved_model, signature, request):
           saved_model.signatures[signature](**inputs).items()}
 
 
-def _examples():
-  rows = []
-  for i, candidate in enumerate(_CANDIDATES):
-    example = tf.train.Example()
-    feats = example.features.feature
-    feats[features.USER_ID].bytes_list.value.append(b"u%d" % i)
-    feats[features.ITEM_ID].bytes_list.value.append(
-        candidate[features.ITEM_ID].encode())
-    feats[features.DURATION_S].float_list.value.append(
-        candidate.get(features.DURATION_S, 0.0))
-    feats[features.TAGS].bytes_list.value.extend(
-        t.encode() for t in candidate.get(features.TAGS, []))
-    feats[features.HIST_ITEM_IDS].bytes_list.value.extend([b"h"] * i)
-    rows.append(example.SerializeToString())
-  return rows
-
-
 def test_build_rank_request_shapes_dtypes_and_padding():
   request = _good_request()
   arrays = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
   n = len(_CANDIDATES)
   assert request.model_spec.signature_name == features.SERVING_RAW_SIGNATURE
-  assert set(arrays) == set(_rank_input_specs())
+  assert set(arrays) == set(fx.rank_input_specs())
   assert arrays[features.USER_ID].tolist() == [b"u42"]
   assert arrays[features.GENDER].tolist() == [b""]
   assert arrays[features.HIST_ITEM_IDS].tolist() == [[b"i1", b"i7", b"i3"]]
@@ -241,7 +125,7 @@ def test_rank_matches_in_process_and_is_sorted(target, loaded):
 
 
 def test_serving_default_matches_in_process(target, stub, loaded):
-  examples = _examples()
+  examples = fx.examples()
   request_input = tf.constant(examples)
   expected = {k: v.numpy() for k, v in loaded[2].signatures[
       features.SERVING_EXAMPLES_SIGNATURE](
@@ -378,7 +262,7 @@ def test_serve_main_stops_on_sigterm(model_root):
       match = re.search(r"Serving model 'duia' version 2 on 127.0.0.1:(\d+)",
                         line)
       port = match and int(match.group(1))
-    outputs = client_lib.predict_examples(f"127.0.0.1:{port}", _examples())
+    outputs = client_lib.predict_examples(f"127.0.0.1:{port}", fx.examples())
     assert outputs[features.FUSED_SCORE].shape == (len(_CANDIDATES),)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0

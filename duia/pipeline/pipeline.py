@@ -6,6 +6,7 @@
 Runners (local, Kubeflow) only pass their environment in.
 """
 
+import os
 from typing import Optional
 
 from tfx import v1 as tfx
@@ -58,7 +59,15 @@ def create_pipeline(config: configs.PipelineConfig,
       schema=schema_gen.outputs["schema"],
       train_args=tfx.proto.TrainArgs(num_steps=config.training.train_steps),
       eval_args=tfx.proto.EvalArgs(num_steps=config.training.eval_steps),
-      custom_config={trainer.CONFIG_KEY: training_json})
+      custom_config={
+          trainer.CONFIG_KEY: training_json,
+          # The warmup file needs raw tf.Examples, which the Trainer's own
+          # (transformed) examples are not; TFX writes ExampleGen's output
+          # under this folder, one subfolder per execution.
+          trainer.RAW_EXAMPLES_KEY: os.path.join(
+              config.pipeline_root, example_gen.id, raw_log_example_gen.EXAMPLES_KEY),
+          trainer.MODEL_NAME_KEY: config.model_name,
+      })
   model_resolver = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),

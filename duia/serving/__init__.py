@@ -1,12 +1,22 @@
-"""Serving over TF Serving's gRPC `PredictionService` protocol (DESIGN s. 7).
+"""Serving over TF Serving's gRPC and REST protocols (DESIGN s. 7).
 
 There is no `tensorflow_model_server` binary on this stack, so the project ships
 its own server that speaks the same protocol; the client here works against
-either.
+either, and the pushed model deploys on TF Serving unchanged (docs/serving.md).
 
-Modules:
-  model_store: finds `<model_base_path>/<version>/` directories and loads one.
-  server: the `PredictionService.Predict` servicer, `start_server` and `serve`.
+Modules, request path first:
+  server: gRPC PredictionService and ModelService servicers, `ModelServer`,
+    `start_server`, `serve` and the command line.
+  rest: TF Serving's REST routes on a second port (JSON <-> protos).
+  backend: the protocol-neutral API calls (Predict, Classify, Regress,
+    GetModelMetadata, GetModelStatus) on TF Serving's protos.
+  signature_io: request checking against a signature; running it.
+  batching: merging concurrent requests into one model call.
+  errors: `RequestError`, the status code a failure is answered with.
+  model_store: versions on disk, loading, warmup, atomic swap, polling.
+  version_policy: latest N or specific versions.
+  warmup: TF Serving's `assets.extra/tf_serving_warmup_requests` file: built
+    from eval examples, written at export, read and replayed at load.
   client: `RankingClient` (the raw-tensor `rank` signature) and
     `predict_examples` (the serialized-tf.Example `serving_default` signature).
 

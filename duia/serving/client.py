@@ -201,6 +201,36 @@ def build_rank_request(user: Mapping[str, Any],
   return request
 
 
+def build_examples_request(
+    serialized_examples: Sequence[bytes],
+    model_name: str = DEFAULT_MODEL_NAME,
+    signature_name: str = features.SERVING_EXAMPLES_SIGNATURE,
+    output_filter: Sequence[str] = (),
+    version: Optional[int] = None) -> predict_pb2.PredictRequest:
+  """Builds the PredictRequest of the tf.Example signature (`serving_default`).
+
+  Args:
+    serialized_examples: One serialized `tf.train.Example` per row; features
+      the signature does not parse (labels, for instance) are ignored by it.
+    model_name: `model_spec.name`.
+    signature_name: `model_spec.signature_name`.
+    output_filter: Outputs to return; empty for all.
+    version: `model_spec.version`; None asks for the served one.
+
+  Returns:
+    The request.
+  """
+  request = predict_pb2.PredictRequest()
+  request.model_spec.name = model_name
+  request.model_spec.signature_name = signature_name
+  if version is not None:
+    request.model_spec.version.value = version
+  request.output_filter.extend(output_filter)
+  request.inputs[features.SERVING_EXAMPLES_INPUT].CopyFrom(
+      _tensor(list(serialized_examples), tf.string))
+  return request
+
+
 def predict(stub: _Stub,
             request: predict_pb2.PredictRequest,
             timeout_s: float = DEFAULT_TIMEOUT_S) -> Dict[str, np.ndarray]:
@@ -255,12 +285,8 @@ def predict_examples(
   Raises:
     ServingError: if the call fails.
   """
-  request = predict_pb2.PredictRequest()
-  request.model_spec.name = model_name
-  request.model_spec.signature_name = signature_name
-  request.output_filter.extend(output_filter)
-  request.inputs[features.SERVING_EXAMPLES_INPUT].CopyFrom(
-      _tensor(list(serialized_examples), tf.string))
+  request = build_examples_request(serialized_examples, model_name,
+                                   signature_name, output_filter)
   if not isinstance(stub_or_target, str):
     return predict(stub_or_target, request, timeout_s)
   with _channel(stub_or_target, DEFAULT_MAX_MESSAGE_BYTES) as channel:

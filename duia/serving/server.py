@@ -1,205 +1,232 @@
-"""A gRPC server speaking TF Serving's `PredictionService.Predict`.
+"""A model server speaking TF Serving's gRPC and REST APIs.
 
 No `tensorflow_model_server` binary exists on this stack (stack NOTES point 9),
 so this server answers the same protocol, with TF Serving's own protos and
-stubs, over a SavedModel loaded with `tf.saved_model.load`. A client written for
-it works unchanged against TF Serving in production, and vice versa.
+stubs, over SavedModels loaded with `tf.saved_model.load`. A client written for
+it works unchanged against TF Serving in production, and vice versa; the pushed
+model is deployable on TF Serving as it is (docs/serving.md).
 
-Request checking follows TF Serving's `predict_util.cc`: unknown model or
-version -> NOT_FOUND; every signature input present and no others, matching
-dtype and shape, known `output_filter` aliases -> else INVALID_ARGUMENT. One
-deliberate difference: an unknown signature is INVALID_ARGUMENT here (TF Serving
-says FAILED_PRECONDITION), since it is the request that is wrong. Errors raised
-by the model itself are INVALID_ARGUMENT with TensorFlow's message; a bad
-request never stops the server.
+- gRPC: `tensorflow.serving.PredictionService` (Predict, Classify, Regress,
+  GetModelMetadata) and `tensorflow.serving.ModelService.GetModelStatus`.
+- REST (`rest.py`) on a second port: TF Serving's `/v1/models/...` routes.
+- Versions (`model_store.py`): polls the base path, loads and warms up a new
+  version (`assets.extra/tf_serving_warmup_requests`), swaps atomically, keeps
+  serving the old one until then; a version policy picks what is served.
+- Batching (`batching.py`), off by default as in TF Serving.
+- Binds 127.0.0.1 by default; request size is capped (RESOURCE_EXHAUSTED from
+  gRPC beyond `max_message_bytes`); SIGINT/SIGTERM drain in-flight requests.
 
-Other PredictionService methods (Classify, Regress, GetModelMetadata) answer
-UNIMPLEMENTED. Hot reload, REST, batching and ModelService are not built yet.
+Every failure a request causes is answered with a status code and a message
+that names the problem (`errors.RequestError`); it never stops the server.
 
 Usage:
-  python -m duia.serving.server --model_base_path=/models/duia --port=8500
+  python -m duia.serving.server --model_base_path=/models/duia --port=8500 \
+      --rest_api_port=8501
 """
 
 import argparse
 import concurrent.futures
+import dataclasses
 import logging
 import signal
+import threading
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import grpc
-import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from duia.serving import backend as backend_lib
+from duia.serving import batching as batching_lib
+from duia.serving import errors
 from duia.serving import model_store
+from duia.serving import version_policy
 
 DEFAULT_MODEL_NAME = "duia"
 DEFAULT_PORT = 8500  # TF Serving's gRPC port, so clients need no new config.
+DEFAULT_REST_PORT = 8501  # TF Serving's REST port.
 # gRPC's 4 MiB default would reject a large candidate batch carrying long
 # histories; TF Serving lifts the cap entirely. 256 MiB still bounds the memory
 # one request can take.
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
-
-class PredictError(Exception):
-  """A request failure with the gRPC status code it is answered with."""
-
-  def __init__(self, code: grpc.StatusCode, message: str):
-    super().__init__(message)
-    self.code = code
-    self.message = message
+# Kept for callers of the first version of this module.
+PredictError = errors.RequestError
 
 
-def _dtype_name(enum: int) -> str:
-  try:
-    return tf.dtypes.as_dtype(enum).name
-  except TypeError:  # DT_INVALID or an enum this TensorFlow does not know.
-    return f"DataType({enum})"
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+  """How a `ModelServer` runs; flags mirror `tensorflow_model_server`'s.
 
-
-def _resolve_signature(model: model_store.LoadedModel,
-                       request: predict_pb2.PredictRequest
-                      ) -> model_store.Signature:
-  spec = request.model_spec
-  if spec.name != model.name:
-    raise PredictError(
-        grpc.StatusCode.NOT_FOUND,
-        f"Servable not found for request: model {spec.name!r} is not served "
-        f"here (serving {model.name!r}).")
-  if spec.HasField("version") and spec.version.value != model.version:
-    raise PredictError(
-        grpc.StatusCode.NOT_FOUND,
-        f"Servable not found for request: model {model.name!r} version "
-        f"{spec.version.value} is not loaded (loaded version: "
-        f"{model.version}).")
-  if spec.version_label:
-    raise PredictError(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        f"Version labels are not supported; request by version number. "
-        f"Received: version_label={spec.version_label!r}")
-  name = spec.signature_name or tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
-  if name not in model.signatures:
-    raise PredictError(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        f"Serving signature {name!r} not found in model {model.name!r} version "
-        f"{model.version}. Available signatures: {sorted(model.signatures)}")
-  return model.signatures[name]
-
-
-def _convert_inputs(signature: model_store.Signature,
-                    request: predict_pb2.PredictRequest
-                   ) -> Dict[str, tf.Tensor]:
-  expected = signature.inputs
-  missing = sorted(set(expected) - set(request.inputs))
-  extra = sorted(set(request.inputs) - set(expected))
-  if missing or extra:
-    problems = ([f"Missing but required: {missing}."] if missing else []) + (
-        [f"Sent extra: {extra}."] if extra else [])
-    raise PredictError(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        f"Inputs do not match signature {signature.name!r}. "
-        f"{' '.join(problems)} Expected: {sorted(expected)}")
-  tensors = {}
-  for name, spec in expected.items():
-    proto = request.inputs[name]
-    if proto.dtype != spec.dtype.as_datatype_enum:
-      raise PredictError(
-          grpc.StatusCode.INVALID_ARGUMENT,
-          f"Input {name!r} of signature {signature.name!r} expects dtype "
-          f"{spec.dtype.name}. Received: dtype={_dtype_name(proto.dtype)}")
-    try:
-      array = tf.make_ndarray(proto)
-    except Exception as e:  # pylint: disable=broad-except
-      # Content that does not fill the declared shape, for instance.
-      raise PredictError(
-          grpc.StatusCode.INVALID_ARGUMENT,
-          f"Input {name!r} is not a valid TensorProto: {e}") from e
-    # Checked on the decoded array, not the proto header, so that a proto with
-    # `unknown_rank` cannot slip past as "compatible with anything".
-    if not spec.shape.is_compatible_with(array.shape):
-      raise PredictError(
-          grpc.StatusCode.INVALID_ARGUMENT,
-          f"Input {name!r} of signature {signature.name!r} expects shape "
-          f"{spec.shape} (rank {spec.shape.rank}). Received: "
-          f"shape={list(array.shape)}")
-    tensors[name] = tf.convert_to_tensor(array, dtype=spec.dtype)
-  return tensors
-
-
-def _output_aliases(signature: model_store.Signature,
-                    request: predict_pb2.PredictRequest) -> List[str]:
-  if not request.output_filter:
-    return list(signature.outputs)
-  seen = set()
-  for alias in request.output_filter:
-    if alias not in signature.outputs:
-      raise PredictError(
-          grpc.StatusCode.INVALID_ARGUMENT,
-          f"output tensor alias not found in signature: {alias} Outputs "
-          f"expected to be in the set {sorted(signature.outputs)}.")
-    if alias in seen:
-      raise PredictError(grpc.StatusCode.INVALID_ARGUMENT,
-                         f"duplicate output tensor alias: {alias}")
-    seen.add(alias)
-  return list(request.output_filter)
-
-
-def predict(model: model_store.LoadedModel,
-            request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
-  """Answers one PredictRequest with `model`, as TF Serving would.
-
-  Args:
-    model: The served model.
-    request: The request.
-
-  Returns:
-    The response, with `model_spec` (name, version, signature) and the selected
-    outputs.
-
-  Raises:
-    PredictError: for any request the model cannot answer.
+  Attributes:
+    model_base_path: Directory of `<version>/saved_model.pb` subdirectories.
+    model_name: The name requests must use.
+    host: Interface to bind; loopback by default so nothing is exposed by accident.
+    port: gRPC port; 0 picks a free one.
+    rest_api_port: REST port; 0 picks a free one, None turns REST off.
+    max_workers: Request threads per front end.
+    max_message_bytes: Cap on gRPC message and REST body size.
+    poll_interval_s: Seconds between looks for new versions; 0 turns it off.
+    policy: Which versions to serve.
+    batching: Batching knobs; None turns batching off.
+    warmup: Replay each new version's warmup file before serving it.
   """
-  signature = _resolve_signature(model, request)
-  inputs = _convert_inputs(signature, request)
-  aliases = _output_aliases(signature, request)
-  try:
-    outputs = signature.function(**inputs)
-    arrays = {alias: outputs[alias].numpy() for alias in aliases}
-  except tf.errors.OpError as e:
-    raise PredictError(grpc.StatusCode.INVALID_ARGUMENT, e.message) from e
-  except Exception as e:  # pylint: disable=broad-except
-    # Shape inference inside the function raises ValueError/TypeError rather
-    # than OpError; those are equally the request's fault.
-    raise PredictError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from e
-  response = predict_pb2.PredictResponse()
-  response.model_spec.name = model.name
-  response.model_spec.version.value = model.version
-  response.model_spec.signature_name = signature.name
-  for alias, array in arrays.items():
-    response.outputs[alias].CopyFrom(tf.make_tensor_proto(array))
-  return response
+
+  model_base_path: str
+  model_name: str = DEFAULT_MODEL_NAME
+  host: str = "127.0.0.1"
+  port: int = 0
+  rest_api_port: Optional[int] = None
+  max_workers: int = 4
+  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+  poll_interval_s: float = 0.0
+  policy: version_policy.VersionPolicy = version_policy.VersionPolicy()
+  batching: Optional[batching_lib.BatchingConfig] = None
+  warmup: bool = True
 
 
-class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-  """`tensorflow.serving.PredictionService` backed by a `ModelStore`."""
+def _abort_on_error(method: Callable):
+  """Wraps a servicer method: RequestError -> its status; a bug -> INTERNAL."""
 
-  def __init__(self, store: model_store.ModelStore):
-    self._store = store
-
-  def Predict(self, request, context):  # pylint: disable=invalid-name
+  def handler(self, request, context):
     try:
-      return predict(self._store.current(), request)
-    except PredictError as e:
+      return method(self, request)
+    except errors.RequestError as e:
       context.abort(e.code, e.message)
     except Exception as e:  # pylint: disable=broad-except
       # A bug here must cost one request, not the server.
-      logging.exception("Predict failed unexpectedly")
+      logging.exception("%s failed unexpectedly", method.__name__)
       context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+
+  handler.__name__ = method.__name__
+  return handler
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+  """`tensorflow.serving.PredictionService` over a `ServingBackend`."""
+
+  def __init__(self, backend: backend_lib.ServingBackend):
+    self._backend = backend
+
+  # pylint: disable=invalid-name
+  @_abort_on_error
+  def Predict(self, request):
+    return self._backend.predict(request)
+
+  @_abort_on_error
+  def Classify(self, request):
+    return self._backend.classify(request)
+
+  @_abort_on_error
+  def Regress(self, request):
+    return self._backend.regress(request)
+
+  @_abort_on_error
+  def GetModelMetadata(self, request):
+    return self._backend.get_model_metadata(request)
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+  """`tensorflow.serving.ModelService`: GetModelStatus (reloading by RPC is not offered)."""
+
+  def __init__(self, backend: backend_lib.ServingBackend):
+    self._backend = backend
+
+  @_abort_on_error
+  def GetModelStatus(self, request):  # pylint: disable=invalid-name
+    return self._backend.get_model_status(request)
 
 
 def _address(host: str, port: int) -> str:
   return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _warmup(model: model_store.LoadedModel) -> None:
+  from duia.serving import warmup  # pylint: disable=g-import-not-at-top
+  requests = warmup.read_warmup_requests(model.path)
+  count = warmup.replay(requests, lambda r: backend_lib.predict_on(model, r))
+  logging.info("Warmed up model %r version %d with %d requests", model.name,
+               model.version, count)
+
+
+class ModelServer:
+  """The gRPC (and optionally REST) front ends over one model's versions.
+
+  Example:
+    server = ModelServer(ServerConfig("/models/duia", rest_api_port=0)).start()
+    ...  # server.port, server.rest_port
+    server.stop(grace=5).wait()
+  """
+
+  def __init__(self, config: ServerConfig):
+    self.config = config
+    self.store = model_store.ModelStore(
+        config.model_base_path, config.model_name, config.policy,
+        warmup=_warmup if config.warmup else None)
+    self.batcher = batching_lib.Batcher(config.batching) if config.batching else None
+    self.backend = backend_lib.ServingBackend({config.model_name: self.store}, self.batcher)
+    self._grpc: Optional[grpc.Server] = None
+    self._rest = None
+    self.port: Optional[int] = None
+    self.rest_port: Optional[int] = None
+
+  def start(self) -> "ModelServer":
+    """Loads the served versions, then binds and starts the front ends.
+
+    Raises:
+      model_store.NoServableVersionError: if there is no version to load.
+      OSError: if an address cannot be bound.
+    """
+    config = self.config
+    self.store.refresh()
+    if self.batcher is not None:
+      self.batcher.start()
+    server = grpc.server(
+        concurrent.futures.ThreadPoolExecutor(
+            max_workers=config.max_workers, thread_name_prefix="duia-serving"),
+        options=[
+            ("grpc.max_send_message_length", config.max_message_bytes),
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            # gRPC sets SO_REUSEPORT by default, which lets a second server bind
+            # a busy port silently and steal half its traffic.
+            ("grpc.so_reuseport", 0),
+        ])
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(self.backend), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.backend), server)
+    address = _address(config.host, config.port)
+    try:
+      bound = server.add_insecure_port(address)
+    except RuntimeError as e:
+      raise OSError(f"Could not bind {address}: {e}") from e
+    if bound == 0:  # Older grpcio reports failure this way instead of raising.
+      raise OSError(f"Could not bind {address}")
+    server.start()
+    self._grpc, self.port = server, bound
+    if config.rest_api_port is not None:
+      from duia.serving import rest  # pylint: disable=g-import-not-at-top
+      self._rest = rest.RestGateway(self.backend, config.host, config.rest_api_port,
+                                    max_body_bytes=config.max_message_bytes)
+      self.rest_port = self._rest.start()
+    if config.poll_interval_s > 0:
+      self.store.start_polling(config.poll_interval_s)
+    return self
+
+  def stop(self, grace: Optional[float] = None) -> threading.Event:
+    """Stops polling and REST, then gRPC after `grace` seconds of draining.
+
+    Returns:
+      An event set once gRPC has stopped (as `grpc.Server.stop`).
+    """
+    self.store.stop_polling()
+    if self._rest is not None:
+      self._rest.stop()
+    done = self._grpc.stop(grace) if self._grpc is not None else threading.Event()
+    if self.batcher is not None:
+      # After gRPC has drained: queued requests still get their answers.
+      threading.Thread(target=lambda: (done.wait(), self.batcher.stop()), daemon=True).start()
+    return done
 
 
 def start_server(model_base_path: str,
@@ -207,83 +234,34 @@ def start_server(model_base_path: str,
                  host: str = "127.0.0.1",
                  port: int = 0,
                  max_workers: int = 4,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-                ) -> Tuple[grpc.Server, int]:
-  """Loads the highest version under `model_base_path` and starts serving it.
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 **options) -> Tuple[ModelServer, int]:
+  """Starts a `ModelServer`; returns it and its bound gRPC port.
 
   Args:
-    model_base_path: Directory holding `<version>/saved_model.pb`.
-    model_name: The name clients must put in `model_spec.name`.
-    host: Interface to bind; loopback by default so nothing is exposed by
-      accident.
-    port: Port to bind; 0 picks a free one.
-    max_workers: Request threads.
-    max_message_bytes: Cap on request and response size.
-
-  Returns:
-    `(server, port)`: the started `grpc.Server` (stop it with
-    `server.stop(grace)`) and the bound port.
+    model_base_path, model_name, host, port, max_workers, max_message_bytes:
+      as in `ServerConfig`.
+    **options: Any other `ServerConfig` field (rest_api_port, poll_interval_s,
+      policy, batching, warmup).
 
   Raises:
     model_store.NoServableVersionError: if there is no version to load.
     OSError: if the address cannot be bound.
   """
-  server, bound, _ = _start(model_base_path, model_name, host, port,
-                            max_workers, max_message_bytes)
-  return server, bound
+  server = ModelServer(ServerConfig(
+      model_base_path, model_name, host, port, max_workers=max_workers,
+      max_message_bytes=max_message_bytes, **options)).start()
+  return server, server.port
 
 
-def _start(model_base_path, model_name, host, port, max_workers,
-           max_message_bytes
-          ) -> Tuple[grpc.Server, int, model_store.LoadedModel]:
-  store = model_store.ModelStore(model_base_path, model_name)
-  model = store.load_latest()
-  server = grpc.server(
-      concurrent.futures.ThreadPoolExecutor(
-          max_workers=max_workers, thread_name_prefix="duia-serving"),
-      options=[
-          ("grpc.max_send_message_length", max_message_bytes),
-          ("grpc.max_receive_message_length", max_message_bytes),
-          # gRPC sets SO_REUSEPORT by default, which lets a second server bind
-          # a busy port silently and steal half its traffic.
-          ("grpc.so_reuseport", 0),
-      ])
-  prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-      PredictionServicer(store), server)
-  address = _address(host, port)
-  try:
-    bound = server.add_insecure_port(address)
-  except RuntimeError as e:
-    raise OSError(f"Could not bind {address}: {e}") from e
-  if bound == 0:  # Older grpcio reports failure this way instead of raising.
-    raise OSError(f"Could not bind {address}")
-  server.start()
-  return server, bound, model
-
-
-def serve(model_base_path: str,
-          model_name: str = DEFAULT_MODEL_NAME,
-          host: str = "127.0.0.1",
-          port: int = DEFAULT_PORT,
-          max_workers: int = 4,
-          max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-          grace_s: float = 5.0) -> None:
+def serve(config: ServerConfig, grace_s: float = 5.0) -> None:
   """Serves until SIGINT or SIGTERM, then drains in-flight requests.
 
   Must be called from the main thread (Python delivers signals only there).
 
-  Args:
-    model_base_path: As in `start_server`.
-    model_name: As in `start_server`.
-    host: As in `start_server`.
-    port: As in `start_server`, but defaulting to TF Serving's 8500.
-    max_workers: As in `start_server`.
-    max_message_bytes: As in `start_server`.
-    grace_s: Seconds in-flight requests get to finish after a signal.
-
   Raises:
     model_store.NoServableVersionError: if there is no version to load.
-    OSError: if the address cannot be bound.
+    OSError: if an address cannot be bound.
     ValueError: if called outside the main thread.
   """
   received: List[int] = []
@@ -295,18 +273,18 @@ def serve(model_base_path: str,
 
   # Installed before the server starts, so a signal is never missed and a call
   # from a non-main thread fails (ValueError) before anything is running.
-  previous = {s: signal.signal(s, _on_signal)
-              for s in (signal.SIGINT, signal.SIGTERM)}
+  previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
   server = None
   try:
-    server, bound, model = _start(model_base_path, model_name, host, port,
-                                  max_workers, max_message_bytes)
-    logging.info("Serving model %r version %d on %s", model_name,
-                 model.version, _address(host, bound))
+    server = ModelServer(config).start()
+    logging.info("Serving model %r version %d on %s", config.model_name,
+                 server.store.get().version, _address(config.host, server.port))
+    if server.rest_port is not None:
+      logging.info("REST API on http://%s/v1/models/%s",
+                   _address(config.host, server.rest_port), config.model_name)
     while not received:
       time.sleep(0.1)
-    logging.info("Received signal %d; stopping (grace %.1f s)", received[0],
-                 grace_s)
+    logging.info("Received signal %d; stopping (grace %.1f s)", received[0], grace_s)
   finally:
     if server is not None:
       server.stop(grace_s).wait()
@@ -314,23 +292,54 @@ def serve(model_base_path: str,
       signal.signal(s, handler)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-  """Command-line entry point; flags mirror `tensorflow_model_server`'s."""
+def build_parser() -> argparse.ArgumentParser:
+  """Flags named after `tensorflow_model_server`'s where one exists."""
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--model_base_path", required=True)
   parser.add_argument("--model_name", default=DEFAULT_MODEL_NAME)
-  parser.add_argument("--host", default="127.0.0.1")
+  parser.add_argument("--host", default="127.0.0.1",
+                      help="Interface to bind (0.0.0.0 exposes the server).")
   parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                      help="0 picks a free port (logged at start).")
+                      help="gRPC port; 0 picks a free port (logged at start).")
+  parser.add_argument("--rest_api_port", type=int, default=None,
+                      help=f"REST port (TF Serving uses {DEFAULT_REST_PORT}); off if unset.")
   parser.add_argument("--max_workers", type=int, default=4)
-  parser.add_argument("--max_message_bytes", type=int,
-                      default=DEFAULT_MAX_MESSAGE_BYTES)
+  parser.add_argument("--max_message_bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES)
+  parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
+                      help="Seconds between looks for new versions; 0 turns polling off.")
+  parser.add_argument("--version_policy", default="latest:1", type=version_policy.VersionPolicy.parse,
+                      help="'latest:N' or 'specific:V1,V2'.")
+  parser.add_argument("--enable_batching", action="store_true")
+  defaults = batching_lib.BatchingConfig()
+  for name in ("max_batch_size", "batch_timeout_micros", "num_batch_threads",
+               "max_enqueued_batches"):
+    parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name),
+                        help="Batching knob (with --enable_batching).")
+  parser.add_argument("--no_warmup", action="store_true",
+                      help="Do not replay assets.extra/tf_serving_warmup_requests.")
   parser.add_argument("--grace_s", type=float, default=5.0)
-  args = parser.parse_args(argv)
-  logging.basicConfig(level=logging.INFO,
-                      format="%(asctime)s %(levelname)s %(message)s")
-  serve(args.model_base_path, args.model_name, args.host, args.port,
-        args.max_workers, args.max_message_bytes, args.grace_s)
+  return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+  batching_config = None
+  if args.enable_batching:
+    batching_config = batching_lib.BatchingConfig(
+        max_batch_size=args.max_batch_size, batch_timeout_micros=args.batch_timeout_micros,
+        num_batch_threads=args.num_batch_threads, max_enqueued_batches=args.max_enqueued_batches)
+  return ServerConfig(
+      model_base_path=args.model_base_path, model_name=args.model_name, host=args.host,
+      port=args.port, rest_api_port=args.rest_api_port, max_workers=args.max_workers,
+      max_message_bytes=args.max_message_bytes,
+      poll_interval_s=args.file_system_poll_wait_seconds, policy=args.version_policy,
+      batching=batching_config, warmup=not args.no_warmup)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+  """Command-line entry point."""
+  args = build_parser().parse_args(argv)
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+  serve(config_from_args(args), args.grace_s)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,116 @@
+"""Checking a request against a signature, and turning its tensors into outputs.
+
+Follows TF Serving's `predict_util.cc`: every signature input present and no
+others, matching dtype and shape, known `output_filter` aliases; anything else
+is INVALID_ARGUMENT with a message naming the input. One deliberate difference:
+an unknown signature is INVALID_ARGUMENT here (TF Serving says
+FAILED_PRECONDITION), since it is the request that is wrong.
+"""
+
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
+from tensorflow_serving.apis import model_pb2
+
+from duia.serving import errors
+from duia.serving import model_store
+
+_INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+
+def _dtype_name(enum: int) -> str:
+  try:
+    return tf.dtypes.as_dtype(enum).name
+  except TypeError:  # DT_INVALID or an enum this TensorFlow does not know.
+    return f"DataType({enum})"
+
+
+def resolve_signature(model: model_store.LoadedModel,
+                      spec: model_pb2.ModelSpec) -> model_store.Signature:
+  """The signature `spec.signature_name` names ("serving_default" if empty)."""
+  name = spec.signature_name or tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+  if name not in model.signatures:
+    raise errors.RequestError(
+        _INVALID, f"Serving signature {name!r} not found in model {model.name!r} "
+        f"version {model.version}. Available signatures: {sorted(model.signatures)}")
+  return model.signatures[name]
+
+
+def convert_inputs(signature: model_store.Signature,
+                   inputs: Mapping[str, tensor_pb2.TensorProto]) -> Dict[str, np.ndarray]:
+  """Decodes and checks the request's TensorProtos against the signature.
+
+  Returns:
+    Input name -> array of the signature's dtype and a compatible shape.
+
+  Raises:
+    errors.RequestError: INVALID_ARGUMENT naming the input and the problem.
+  """
+  expected = signature.inputs
+  missing = sorted(set(expected) - set(inputs))
+  extra = sorted(set(inputs) - set(expected))
+  if missing or extra:
+    problems = ([f"Missing but required: {missing}."] if missing else []) + (
+        [f"Sent extra: {extra}."] if extra else [])
+    raise errors.RequestError(
+        _INVALID, f"Inputs do not match signature {signature.name!r}. "
+        f"{' '.join(problems)} Expected: {sorted(expected)}")
+  arrays = {}
+  for name, spec in expected.items():
+    proto = inputs[name]
+    if proto.dtype != spec.dtype.as_datatype_enum:
+      raise errors.RequestError(
+          _INVALID, f"Input {name!r} of signature {signature.name!r} expects dtype "
+          f"{spec.dtype.name}. Received: dtype={_dtype_name(proto.dtype)}")
+    try:
+      array = tf.make_ndarray(proto)
+    except Exception as e:  # pylint: disable=broad-except
+      # Content that does not fill the declared shape, for instance.
+      raise errors.RequestError(_INVALID, f"Input {name!r} is not a valid TensorProto: {e}") from e
+    # Checked on the decoded array, not the proto header, so that a proto with
+    # `unknown_rank` cannot slip past as "compatible with anything".
+    if not spec.shape.is_compatible_with(array.shape):
+      raise errors.RequestError(
+          _INVALID, f"Input {name!r} of signature {signature.name!r} expects shape "
+          f"{spec.shape} (rank {spec.shape.rank}). Received: shape={list(array.shape)}")
+    arrays[name] = array
+  return arrays
+
+
+def output_aliases(signature: model_store.Signature, output_filter: Sequence[str]) -> List[str]:
+  """The outputs to return: `output_filter`, checked, or all of them."""
+  if not output_filter:
+    return list(signature.outputs)
+  seen = set()
+  for alias in output_filter:
+    if alias not in signature.outputs:
+      raise errors.RequestError(
+          _INVALID, f"output tensor alias not found in signature: {alias} Outputs "
+          f"expected to be in the set {sorted(signature.outputs)}.")
+    if alias in seen:
+      raise errors.RequestError(_INVALID, f"duplicate output tensor alias: {alias}")
+    seen.add(alias)
+  return list(output_filter)
+
+
+def run(signature: model_store.Signature, arrays: Mapping[str, np.ndarray],
+        aliases: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
+  """Calls the signature's function; errors the model raises are the request's.
+
+  Raises:
+    errors.RequestError: INVALID_ARGUMENT with TensorFlow's message.
+  """
+  try:
+    tensors = {name: tf.convert_to_tensor(array, dtype=signature.inputs[name].dtype)
+               for name, array in arrays.items()}
+    outputs = signature.function(**tensors)
+    return {alias: outputs[alias].numpy() for alias in (aliases or outputs)}
+  except tf.errors.OpError as e:
+    raise errors.RequestError(_INVALID, e.message) from e
+  except Exception as e:  # pylint: disable=broad-except
+    # Shape inference inside the function raises ValueError/TypeError rather
+    # than OpError; those are equally the request's fault.
+    raise errors.RequestError(_INVALID, str(e)) from e
