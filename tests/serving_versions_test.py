@@ -345,3 +345,59 @@ def test_rest_predict_metadata_and_status_match_the_model(tmp_path):
     assert _rest(port, "/v1/models/duia")[0] == 200  # still serving
   finally:
     server.stop(None)
+
+
+def _save_estimator_style_model(path):
+  """A TF1-style SavedModel with classify and regress signatures over tf.Examples,
+  as Estimators export them (Keras/TF2 exports have predict signatures only)."""
+  graph = tf.Graph()
+  with graph.as_default():
+    serialized = tf.compat.v1.placeholder(tf.string, [None], name="inputs")
+    x = tf.io.parse_example(serialized, {"x": tf.io.FixedLenFeature([], tf.float32)})["x"]
+    value = 2.0 * x + 1.0
+    scores = tf.stack([tf.sigmoid(-x), tf.sigmoid(x)], axis=1)
+    classes = tf.tile(tf.constant([["neg", "pos"]]), [tf.shape(x)[0], 1])
+    builder = tf.compat.v1.saved_model.Builder(str(path))
+    with tf.compat.v1.Session(graph=graph) as session:
+      builder.add_meta_graph_and_variables(session, [tf.saved_model.SERVING], signature_def_map={
+          "regress": tf.compat.v1.saved_model.regression_signature_def(serialized, value),
+          "classify": tf.compat.v1.saved_model.classification_signature_def(
+              serialized, classes, scores),
+      })
+    builder.save()
+
+
+def test_classify_and_regress_on_signatures_that_allow_them(tmp_path):
+  root = tmp_path / "estimator"
+  _save_estimator_style_model(root / "1")
+  server, port = server_lib.start_server(str(root), model_name="estimator")
+  try:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+      stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+      regress = regression_pb2.RegressionRequest()
+      regress.model_spec.name = "estimator"
+      regress.model_spec.signature_name = "regress"
+      for value in (0.0, 1.5):
+        regress.input.example_list.examples.add().features.feature[
+            "x"].float_list.value.append(value)
+      result = stub.Regress(regress, timeout=10)
+      assert [r.value for r in result.result.regressions] == [1.0, 4.0]
+      assert result.model_spec.signature_name == "regress"
+
+      classify = classification_pb2.ClassificationRequest()
+      classify.model_spec.name = "estimator"
+      classify.model_spec.signature_name = "classify"
+      classify.input.CopyFrom(regress.input)
+      result = stub.Classify(classify, timeout=10)
+      rows = [[(c.label, round(c.score, 4)) for c in row.classes]
+              for row in result.result.classifications]
+      assert rows == [[("neg", 0.5), ("pos", 0.5)], [("neg", 0.1824), ("pos", 0.8176)]]
+
+      # The classify signature is not a regress one: refused with its method name.
+      regress.model_spec.signature_name = "classify"
+      with pytest.raises(grpc.RpcError) as info:
+        stub.Regress(regress, timeout=10)
+      assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+      assert "tensorflow/serving/classify" in info.value.details()
+  finally:
+    server.stop(None)
