@@ -6,11 +6,7 @@
 - `rank`: named raw tensors. User-level features come once ([1] or [1, L]) and
   are broadcast over the N candidates ([N] or [N, L]), so a 100-candidate
   request does not carry the user's history 100 times (DESIGN section 7).
-  String sequences are padded with b"" (dropped before Transform). Transform
-  runs on N + 1 rows, the user's row and the candidates' rows, and only then
-  are the user's transformed features broadcast: the history's strings are
-  looked up once, not N times. This is exact because every transformed feature
-  depends on one raw feature only (`preprocessing.py`).
+  String sequences are padded with b"" (dropped before Transform).
 """
 
 from typing import Dict
@@ -46,43 +42,21 @@ def _serving_feature_spec(tf_transform_output: tft.TFTransformOutput):
 
 
 def _to_parsed_form(tensors: Dict[str, tf.Tensor], feature_spec) -> Dict[str, tf.Tensor]:
-  """Named tensors -> what tf.io.parse_example would give, on N + 1 rows.
-
-  Row 0 holds the user-level features, rows 1..N the candidates'; the other
-  level's cells are empty (b"" / 0: absent after `from_dense`), and are dropped
-  again by `_user_then_candidates`.
-  """
+  """Named tensors -> what tf.io.parse_example would give for `feature_spec`."""
   num_candidates = tf.shape(tensors[features.ITEM_ID])[0]
   out = {}
   for key, spec in feature_spec.items():
     value = tensors[key]
+    if key in USER_LEVEL:
+      target = tf.concat([[num_candidates], tf.shape(value)[1:]], axis=0)
+      value = tf.broadcast_to(value, target)
     if value.shape.rank == 1:
       value = value[:, None]
-    if key in USER_LEVEL:
-      tf.debugging.assert_equal(
-          tf.shape(value)[0], 1,
-          message=f"{key} is a user-level feature: send it once, with leading dimension 1")
-      empty = tf.zeros([num_candidates, tf.shape(value)[1]], value.dtype)
-      value = tf.concat([value, empty], axis=0)
-    else:
-      value = tf.concat([tf.zeros([1, tf.shape(value)[1]], value.dtype), value], axis=0)
     if isinstance(spec, tf.io.FixedLenFeature):
       out[key] = tf.reshape(value[:, :1], [-1] + list(spec.shape))
     else:
       # from_dense drops b"" / 0: padding, and empty values, become absent.
       out[key] = tf.sparse.from_dense(value)
-  return out
-
-
-def _user_then_candidates(transformed: Dict[str, tf.Tensor], num_candidates) -> Dict[str, tf.Tensor]:
-  """Transform outputs on N + 1 rows -> [N] rows: row 0 broadcast for user features."""
-  out = {}
-  for key, value in transformed.items():
-    raw_key = key[:-len(features.TRANSFORMED_SUFFIX)]
-    if key.endswith(features.TRANSFORMED_SUFFIX) and raw_key in USER_LEVEL:
-      out[key] = tf.gather(value, tf.zeros([num_candidates], tf.int32))
-    else:
-      out[key] = value[1:]
   return out
 
 
@@ -108,9 +82,8 @@ def make_serving_signatures(model: tf.keras.Model,
 
   @tf.function
   def serve_raw(**tensors):
-    transformed = model.tft_layer(_to_parsed_form(tensors, feature_spec))
-    num_candidates = tf.shape(tensors[features.ITEM_ID])[0]
-    return model.serving_outputs(_user_then_candidates(transformed, num_candidates))
+    raw = _to_parsed_form(tensors, feature_spec)
+    return model.serving_outputs(model.tft_layer(raw))
 
   return {
       features.SERVING_EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
