@@ -4,6 +4,10 @@ Builds one `rank` request per sampled eval user (1 user, `--candidates`
 candidates, from real eval examples), then measures:
   - bare: the same SavedModel's `rank` signature called in this process on the
     same tensors (no server, no serialization);
+  - backend: the server's request path in this process, without gRPC
+    (`ServingBackend.predict`: TensorProto decoding and checks, the call,
+    the response protos), which splits the overhead into request handling and
+    transport;
   - sequential: one client, one request at a time, against the server;
   - concurrent: 1, 2, 4, 8 client threads (one channel each) sending at once.
 Reports p50/p99 latency, candidates per second, and the server's overhead over
@@ -79,6 +83,22 @@ def time_bare(model_base_path: str, requests, repeats: int) -> Dict[str, float]:
     start = time.perf_counter()
     outputs = function(**inputs[i % len(inputs)])
     outputs[features.FUSED_SCORE].numpy()
+    latencies.append(time.perf_counter() - start)
+  return _percentiles(latencies)
+
+
+def time_backend(model_base_path: str, model_name: str, requests, repeats: int):
+  """The server's Predict path in-process: protos in, protos out, no gRPC."""
+  from duia.serving import backend as backend_lib  # pylint: disable=g-import-not-at-top
+  store = model_store.ModelStore(model_base_path, model_name)
+  store.refresh()
+  serving = backend_lib.ServingBackend({model_name: store})
+  for r in requests[:5]:
+    serving.predict(r)
+  latencies = []
+  for i in range(repeats):
+    start = time.perf_counter()
+    serving.predict(requests[i % len(requests)])
     latencies.append(time.perf_counter() - start)
   return _percentiles(latencies)
 
@@ -161,6 +181,7 @@ def main() -> None:
   bare = time_bare(args.model_base_path, requests, args.requests)
   print(f"bare in-process call: p50 {bare['p50_ms']:.2f} ms, p99 {bare['p99_ms']:.2f} ms",
         flush=True)
+  in_process = time_backend(args.model_base_path, args.model_name, requests, args.requests)
   process, target = start_server_process(args.model_base_path, args.model_name,
                                          args.server_flags.split())
   try:
@@ -175,6 +196,8 @@ def main() -> None:
         f"{os.cpu_count()} CPUs; server overhead (p50 - bare p50): {overhead:.2f} ms")
   print(f"{'case':<14} {'p50 ms':>8} {'p99 ms':>8} {'cand/s':>9} {'failed':>7}")
   print(f"{'bare':<14} {bare['p50_ms']:>8.2f} {bare['p99_ms']:>8.2f} {'':>9} {'':>7}")
+  print(f"{'backend':<14} {in_process['p50_ms']:>8.2f} {in_process['p99_ms']:>8.2f} "
+        f"{'':>9} {'':>7}")
   for name, r in [("sequential", sequential)] + [(f"{r['clients']} clients", r)
                                                  for r in concurrent]:
     print(f"{name:<14} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['candidates_per_s']:>9,} "
@@ -183,7 +206,7 @@ def main() -> None:
   path = os.path.join(REPO, "benchmarks", "results", "serving.json")
   with open(path, "w") as f:
     json.dump({"candidates": args.candidates, "model_base_path": args.model_base_path,
-               "bare": bare, "sequential": sequential, "concurrent": concurrent,
+               "bare": bare, "backend_in_process": in_process, "sequential": sequential, "concurrent": concurrent,
                "overhead_p50_ms": overhead, "server_flags": args.server_flags}, f, indent=1)
   print(f"saved {path}")
 
