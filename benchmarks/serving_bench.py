@@ -26,7 +26,6 @@ import json
 import os
 import re
 import socket
-import statistics
 import subprocess
 import sys
 import threading
@@ -43,6 +42,7 @@ from duia import demo_requests
 from duia.models import features
 from duia.pipeline import report
 from duia.serving import client as client_lib
+from duia.serving import model_loader
 from duia.serving import model_store
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,7 +73,7 @@ def build_requests(root: str, num_users: int, num_candidates: int, model_name: s
 
 def time_bare(model_base_path: str, requests, repeats: int) -> Dict[str, float]:
   """In-process calls of the `rank` signature on the requests' tensors."""
-  _, path = model_store.latest_version(model_base_path)
+  _, path = model_loader.latest_version(model_base_path)
   function = tf.saved_model.load(path).signatures[features.SERVING_RAW_SIGNATURE]
   inputs = [{k: tf.constant(tf.make_ndarray(v)) for k, v in r.inputs.items()} for r in requests]
   for x in inputs[:5]:

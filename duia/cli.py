@@ -112,9 +112,9 @@ def print_report(config) -> None:
   if evaluation:
     print(f"TFMA metrics per slice (eval split; {evaluation}):")
     print(report.metrics_table(report.load_slice_metrics(evaluation), config.training.tasks))
-  from duia.serving import model_store  # pylint: disable=g-import-not-at-top
+  from duia.serving import model_loader  # pylint: disable=g-import-not-at-top
   try:
-    version, path = model_store.latest_version(config.serving_model_dir)
+    version, path = model_loader.latest_version(config.serving_model_dir)
     print(f"\nPushed model: {path} (version {version})")
     from duia.models import cluster_report  # pylint: disable=g-import-not-at-top
     cluster_path = os.path.join(path, "assets.extra", cluster_report.REPORT_FILE)

@@ -20,15 +20,21 @@ def _direct(uhse, v_item, unique_vectors, positions, mask):
   return pooled
 
 
-def test_uhse_attention_matches_the_direct_computation():
+def _case(seed: int, query_scale: float = 1.0):
+  """A small UHSE (5 x 3 centers, d = 4), 9 distinct items, 6 rows of 7 positions."""
   config = config_lib.DUIAConfig(variant="duia", item_level1=5, item_children=3, memory_dim=4)
   uhse = enhancements.UHSE(config)
-  rng = np.random.default_rng(0)
+  rng = np.random.default_rng(seed)
   unique_vectors = tf.constant(rng.normal(size=(9, 4)), tf.float32)
   uhse.memory.build(unique_vectors.shape)
-  v_item = tf.constant(rng.normal(size=(6, 4)), tf.float32)
+  v_item = tf.constant(query_scale * rng.normal(size=(6, 4)), tf.float32)
   positions = tf.constant(rng.integers(0, 9, (6, 7)), tf.int32)
   mask = rng.random((6, 7)) < 0.7
+  return uhse, unique_vectors, v_item, positions, mask, rng
+
+
+def test_uhse_attention_matches_the_direct_computation():
+  uhse, unique_vectors, v_item, positions, mask, _ = _case(seed=0)
   mask[0] = False  # a user with no history gets zeros
   mask = tf.constant(mask)
   expected = _direct(uhse, v_item, unique_vectors, positions, mask)
@@ -44,15 +50,9 @@ def test_uhse_attention_matches_the_direct_computation():
 
 def test_uhse_attention_gradient_matches_the_direct_computation():
   """The regrouped softmax must train like the direct one, including large logits."""
-  config = config_lib.DUIAConfig(variant="duia", item_level1=5, item_children=3, memory_dim=4)
-  uhse = enhancements.UHSE(config)
-  rng = np.random.default_rng(1)
-  unique_vectors = tf.constant(rng.normal(size=(9, 4)), tf.float32)
-  uhse.memory.build(unique_vectors.shape)
   # Scaled queries give logits of magnitude ~50: a naive exp would overflow.
-  v_item = tf.constant(50.0 * rng.normal(size=(6, 4)), tf.float32)
-  positions = tf.constant(rng.integers(0, 9, (6, 7)), tf.int32)
-  mask = tf.constant(rng.random((6, 7)) < 0.7)
+  uhse, unique_vectors, v_item, positions, mask, rng = _case(seed=1, query_scale=50.0)
+  mask = tf.constant(mask)
   indices = uhse.memory.assign(unique_vectors)
   probe = tf.constant(rng.normal(size=(6, 4)), tf.float32)
   for level in range(2):

@@ -23,7 +23,7 @@ from duia.pipeline import local_runner
 from duia.pipeline import report
 from duia.serving import backend
 from duia.serving import client as client_lib
-from duia.serving import model_store
+from duia.serving import model_loader
 from duia.serving import server
 from duia.serving import warmup
 
@@ -62,7 +62,7 @@ def test_pipeline_blesses_and_pushes_a_model(pipeline_run):
   config = pipeline_run
   blessing = report.latest_artifact_uri(config.metadata_path, "ModelBlessing")
   assert report.is_blessed(blessing)
-  version, path = model_store.latest_version(config.serving_model_dir)
+  version, path = model_loader.latest_version(config.serving_model_dir)
   assert os.path.exists(os.path.join(path, "saved_model.pb"))
   saved_config = json.load(open(os.path.join(path, "assets.extra", "training_config.json")))
   assert saved_config["tasks"] == list(config.training.tasks)
@@ -71,7 +71,7 @@ def test_pipeline_blesses_and_pushes_a_model(pipeline_run):
   requests = warmup.read_warmup_requests(path)
   signatures = {r.model_spec.signature_name for r in requests}
   assert signatures == {features.SERVING_EXAMPLES_SIGNATURE, features.SERVING_RAW_SIGNATURE}
-  loaded = model_store.load_version(config.serving_model_dir, version, config.model_name)
+  loaded = model_loader.load_version(config.serving_model_dir, version, config.model_name)
   assert warmup.replay(requests, lambda r: backend.predict_on(loaded, r)) == len(requests)
   names = [name for name, _ in report.component_seconds(config.metadata_path)]
   for component in ("RawLogExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator",
@@ -110,7 +110,7 @@ def _eval_dir(config):
 
 def test_grpc_predict_equals_the_in_process_model(pipeline_run):
   config = pipeline_run
-  _, path = model_store.latest_version(config.serving_model_dir)
+  _, path = model_loader.latest_version(config.serving_model_dir)
   loaded = tf.saved_model.load(path)
   examples = demo_requests.read_examples(_eval_dir(config))
   request = demo_requests.sample_requests(examples, num_users=1, num_candidates=12)[0]
@@ -148,7 +148,7 @@ def test_rank_signature_matches_serving_default_on_the_same_rows(pipeline_run):
   """Broadcasting one user over N candidates scores like N full tf.Examples."""
   from duia.ingest import point_in_time  # pylint: disable=g-import-not-at-top
   config = pipeline_run
-  _, path = model_store.latest_version(config.serving_model_dir)
+  _, path = model_loader.latest_version(config.serving_model_dir)
   loaded = tf.saved_model.load(path)
   rows = demo_requests.read_examples(_eval_dir(config), limit=200)
   user_row = max(rows, key=lambda r: len(r[features.HIST_ITEM_IDS]))
@@ -173,7 +173,7 @@ def test_duia_model_reports_its_memories_and_warm_starts(pipeline_run):
   config = pipeline_run
   if config.training.duia.variant == "ple":
     pytest.skip("the PLE baseline has no memories")
-  _, path = model_store.latest_version(config.serving_model_dir)
+  _, path = model_loader.latest_version(config.serving_model_dir)
   clusters = json.load(open(os.path.join(path, "assets.extra", "cluster_report.json")))
   assert set(clusters) == {"user_ghca", "item_ghca"}
   for memory in clusters.values():

@@ -5,10 +5,13 @@ serialized tf.Examples, `rank` over raw tensors with the user sent once) and a
 `scale` that tells versions apart; `save(scale, path)` writes it as a SavedModel.
 """
 
+import os
+
 import tensorflow as tf
 
 from duia.models import features
 from duia.serving import client as client_lib
+from duia.serving import warmup
 
 TASKS = (features.TASK_VALID, features.TASK_WATCH, features.TASK_LIKE)
 TS = 1_700_000_000
@@ -131,3 +134,29 @@ def examples():
     feats[features.HIST_ITEM_IDS].bytes_list.value.extend([b"h"] * i)
     rows.append(example.SerializeToString())
   return rows
+
+
+def push(root, version, scale, tmp_path, warmup_requests=None):
+  """Saves version `version` aside, then renames it into `root`, as a Pusher's
+  copy completes (a server polling `root` never sees it half-written)."""
+  staging = tmp_path / f"staging-{version}"
+  save(scale, staging)
+  if warmup_requests is not None:
+    warmup.write_warmup_requests(str(staging), warmup_requests)
+  os.rename(staging, root / str(version))
+
+
+def model_root(tmp_path, scales):
+  """A model base path `tmp_path/duia` holding version -> scale of `scales`."""
+  root = tmp_path / "duia"
+  root.mkdir()
+  for version, scale in scales.items():
+    push(root, version, scale, tmp_path)
+  return root
+
+
+def expected_rank_scores(root, version):
+  """The fused scores of `good_request()` from version `version`, in process."""
+  loaded = tf.saved_model.load(str(root / str(version)))
+  inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in good_request().inputs.items()}
+  return loaded.signatures[features.SERVING_RAW_SIGNATURE](**inputs)[features.FUSED_SCORE].numpy()

@@ -23,7 +23,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from duia.models import features
 from duia.serving import client as client_lib
-from duia.serving import model_store
+from duia.serving import model_loader
 from duia.serving import server as server_lib
 from tests import serving_fixtures as fx
 from tests.serving_fixtures import CANDIDATES as _CANDIDATES, TASKS as _TASKS, TS as _TS, USER as _USER
@@ -142,7 +142,7 @@ def test_serving_default_matches_in_process(target, stub, loaded):
 
 
 def test_highest_version_is_served(model_root, stub, loaded):
-  assert sorted(model_store.list_versions(str(model_root))) == [1, 2]
+  assert sorted(model_loader.list_versions(str(model_root))) == [1, 2]
   response = stub.Predict(_good_request(), timeout=5)
   assert response.model_spec.name == "duia"
   assert response.model_spec.version.value == 2
@@ -231,10 +231,10 @@ def test_ranking_client_surfaces_status(target):
 def test_no_version_fails_clearly(tmp_path):
   empty = tmp_path / "empty"
   empty.mkdir()
-  with pytest.raises(model_store.NoServableVersionError,
+  with pytest.raises(model_loader.NoServableVersionError,
                      match="No servable version under.*empty"):
     server_lib.start_server(str(empty))
-  with pytest.raises(model_store.NoServableVersionError, match="missing"):
+  with pytest.raises(model_loader.NoServableVersionError, match="missing"):
     server_lib.start_server(str(tmp_path / "missing"))
 
 

@@ -1,10 +1,9 @@
-"""Serving several versions: hot reload under load, policy, status, metadata, warmup.
+"""Serving several versions: hot reload under load, policy, broken versions, warmup.
 
 A real server polls a model base path on a loopback port while clients send
 requests; versions of the tiny ranker in `serving_fixtures` are pushed to it.
 """
 
-import os
 import shutil
 import threading
 import time
@@ -13,39 +12,13 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import classification_pb2
-from tensorflow_serving.apis import get_model_metadata_pb2
-from tensorflow_serving.apis import get_model_status_pb2
-from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
-from tensorflow_serving.apis import regression_pb2
 
 from duia.models import features
-from duia.serving import client as client_lib
 from duia.serving import model_store
 from duia.serving import server as server_lib
 from duia.serving import version_policy
-from duia.serving import warmup
 from tests import serving_fixtures as fx
-
-_AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
-_END = get_model_status_pb2.ModelVersionStatus.END
-
-
-def _push(root, version, scale, tmp_path, warmup_requests=None):
-  """Saves aside, then renames into place, as a Pusher's copy completes."""
-  staging = tmp_path / f"staging-{version}"
-  fx.save(scale, staging)
-  if warmup_requests is not None:
-    warmup.write_warmup_requests(str(staging), warmup_requests)
-  os.rename(staging, root / str(version))
-
-
-def _expected_score(root, version):
-  loaded = tf.saved_model.load(str(root / str(version)))
-  request = fx.good_request()
-  inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
-  return loaded.signatures[features.SERVING_RAW_SIGNATURE](**inputs)[features.FUSED_SCORE].numpy()
 
 
 def _wait_for(condition, timeout_s=30.0):
@@ -69,9 +42,7 @@ def test_version_policy_parses_and_selects():
 
 
 def test_new_version_swaps_in_under_load_without_failed_requests(tmp_path):
-  root = tmp_path / "duia"
-  root.mkdir()
-  _push(root, 1, 1.0, tmp_path)
+  root = fx.model_root(tmp_path, {1: 1.0})
   server, port = server_lib.start_server(str(root), poll_interval_s=0.1)
   target = f"127.0.0.1:{port}"
   answers, failures, stop = [], [], threading.Event()
@@ -92,7 +63,7 @@ def test_new_version_swaps_in_under_load_without_failed_requests(tmp_path):
     for t in threads:
       t.start()
     assert _wait_for(lambda: len(answers) >= 20)
-    _push(root, 2, 3.0, tmp_path)
+    fx.push(root, 2, 3.0, tmp_path)
     assert _wait_for(lambda: answers and answers[-1][0] == 2)
     served_before = len(answers)
     assert _wait_for(lambda: len(answers) >= served_before + 20)
@@ -106,83 +77,14 @@ def test_new_version_swaps_in_under_load_without_failed_requests(tmp_path):
   switch = versions.index(2)
   # Four clients may overlap the swap by a request or two each, no more.
   assert versions[switch + 8:] == [2] * len(versions[switch + 8:])
-  expected = {v: _expected_score(root, v) for v in (1, 2)}
+  expected = {v: fx.expected_rank_scores(root, v) for v in (1, 2)}
   assert np.max(np.abs(expected[1] - expected[2])) > 1e-3
   for version, scores in answers:
     np.testing.assert_allclose(scores, expected[version], atol=1e-6)
 
 
-def test_status_metadata_and_policy_over_grpc(tmp_path):
-  root = tmp_path / "duia"
-  root.mkdir()
-  for version in (1, 2, 3):
-    _push(root, version, float(version), tmp_path)
-  server, port = server_lib.start_server(
-      str(root), policy=version_policy.VersionPolicy(latest=2))
-  try:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-      models = model_service_pb2_grpc.ModelServiceStub(channel)
-      predictions = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-      request = get_model_status_pb2.GetModelStatusRequest()
-      request.model_spec.name = "duia"
-      status = models.GetModelStatus(request, timeout=10)
-      assert [(s.version, s.state) for s in status.model_version_status] == [
-          (3, _AVAILABLE), (2, _AVAILABLE)]
-      assert all(s.status.error_code == 0 for s in status.model_version_status)
-      request.model_spec.version.value = 1
-      with pytest.raises(grpc.RpcError) as info:
-        models.GetModelStatus(request, timeout=10)
-      assert info.value.code() == grpc.StatusCode.NOT_FOUND
-
-      # Both served versions answer when asked by number; version 1 does not.
-      for version in (2, 3):
-        response = predictions.Predict(fx.good_request(version=version), timeout=10)
-        assert response.model_spec.version.value == version
-      with pytest.raises(grpc.RpcError) as info:
-        predictions.Predict(fx.good_request(version=1), timeout=10)
-      assert info.value.code() == grpc.StatusCode.NOT_FOUND
-      assert "loaded versions: [2, 3]" in info.value.details()
-
-      metadata_request = get_model_metadata_pb2.GetModelMetadataRequest()
-      metadata_request.model_spec.name = "duia"
-      metadata_request.metadata_field.append("signature_def")
-      metadata = predictions.GetModelMetadata(metadata_request, timeout=10)
-      assert metadata.model_spec.version.value == 3
-      signature_map = get_model_metadata_pb2.SignatureDefMap()
-      metadata.metadata["signature_def"].Unpack(signature_map)
-      signatures = signature_map.signature_def
-      assert set(signatures) >= {features.SERVING_EXAMPLES_SIGNATURE,
-                                 features.SERVING_RAW_SIGNATURE}
-      rank = signatures[features.SERVING_RAW_SIGNATURE]
-      assert rank.method_name == "tensorflow/serving/predict"
-      assert set(rank.inputs) == set(fx.rank_input_specs())
-      assert features.FUSED_SCORE in rank.outputs
-      metadata_request.metadata_field[:] = ["nope"]
-      with pytest.raises(grpc.RpcError) as info:
-        predictions.GetModelMetadata(metadata_request, timeout=10)
-      assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-
-      # Classify/Regress need classify/regress signatures; ours are predict ones.
-      regress = regression_pb2.RegressionRequest()
-      regress.model_spec.name = "duia"
-      regress.input.example_list.examples.add()
-      with pytest.raises(grpc.RpcError) as info:
-        predictions.Regress(regress, timeout=10)
-      assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-      assert "tensorflow/serving/regress" in info.value.details()
-      classify = classification_pb2.ClassificationRequest()
-      classify.model_spec.name = "nope"
-      with pytest.raises(grpc.RpcError) as info:
-        predictions.Classify(classify, timeout=10)
-      assert info.value.code() == grpc.StatusCode.NOT_FOUND
-  finally:
-    server.stop(None)
-
-
 def test_broken_version_is_reported_and_never_served(tmp_path):
-  root = tmp_path / "duia"
-  root.mkdir()
-  _push(root, 1, 1.0, tmp_path)
+  root = fx.model_root(tmp_path, {1: 1.0})
   store = model_store.ModelStore(str(root), "duia")
   assert store.refresh() == [1]
   broken = root / "2"
@@ -194,7 +96,7 @@ def test_broken_version_is_reported_and_never_served(tmp_path):
   assert status[1].state == model_store.State.AVAILABLE
   # A re-push (new files) is retried and swaps in.
   shutil.rmtree(broken)
-  _push(root, 2, 2.0, tmp_path)
+  fx.push(root, 2, 2.0, tmp_path)
   assert store.refresh() == [2]
   assert store.status()[1].state == model_store.State.END
   assert store.get().version == 2
@@ -205,7 +107,7 @@ def test_warmup_is_replayed_and_a_failing_warmup_blocks_the_version(tmp_path):
   root.mkdir()
   replayed = []
   good = [fx.good_request(), fx.good_request(signature_name=features.SERVING_RAW_SIGNATURE)]
-  _push(root, 1, 1.0, tmp_path, warmup_requests=good)
+  fx.push(root, 1, 1.0, tmp_path, warmup_requests=good)
 
   def warm(model):
     replayed.append(model.version)
@@ -215,189 +117,6 @@ def test_warmup_is_replayed_and_a_failing_warmup_blocks_the_version(tmp_path):
   assert store.refresh() == [1] and replayed == [1]
   bad = fx.good_request()
   bad.inputs.pop(features.USER_ID)
-  _push(root, 2, 2.0, tmp_path, warmup_requests=[bad])
+  fx.push(root, 2, 2.0, tmp_path, warmup_requests=[bad])
   assert store.refresh() == [1]
   assert "Missing but required" in store.status()[2].error
-
-
-def test_oversized_request_is_resource_exhausted_and_server_keeps_serving(tmp_path):
-  root = tmp_path / "duia"
-  root.mkdir()
-  _push(root, 1, 1.0, tmp_path)
-  server, port = server_lib.start_server(str(root), max_message_bytes=64 * 1024)
-  try:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-      stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-      big = client_lib.build_rank_request(
-          fx.USER, [{features.ITEM_ID: f"item-{i:06d}"} for i in range(20_000)], fx.TS)
-      assert big.ByteSize() > 64 * 1024
-      with pytest.raises(grpc.RpcError) as info:
-        stub.Predict(big, timeout=10)
-      assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-      assert stub.Predict(fx.good_request(), timeout=10).model_spec.version.value == 1
-  finally:
-    server.stop(None)
-
-
-def test_batching_server_merges_concurrent_requests_with_unchanged_answers(tmp_path):
-  root = tmp_path / "duia"
-  root.mkdir()
-  _push(root, 1, 1.0, tmp_path)
-  loaded = tf.saved_model.load(str(root / "1"))
-  examples = fx.examples()
-  expected = loaded.signatures[features.SERVING_EXAMPLES_SIGNATURE](
-      **{features.SERVING_EXAMPLES_INPUT: tf.constant(examples)})
-  config = server_lib.batching_lib.BatchingConfig(
-      max_batch_size=64, batch_timeout_micros=50_000, num_batch_threads=1)
-  server, port = server_lib.start_server(str(root), batching=config, max_workers=8)
-  results, failures = [], []
-
-  def client(i):
-    try:
-      rows = examples[i % len(examples):]  # requests of different sizes
-      outputs = client_lib.predict_examples(f"127.0.0.1:{port}", rows)
-      results.append((len(examples) - len(rows), outputs))
-    except client_lib.ServingError as e:
-      failures.append(e)
-
-  try:
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
-    for t in threads:
-      t.start()
-    for t in threads:
-      t.join(30)
-    # The rank signature (user dim 1, candidates N) is not batchable: it runs alone.
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-      stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-      response = client_lib.predict(stub, fx.good_request())
-    assert response[features.FUSED_SCORE].shape == (len(fx.CANDIDATES),)
-  finally:
-    server.stop(None)
-  assert not failures, failures
-  assert len(results) == 8
-  for offset, outputs in results:
-    for name, values in outputs.items():
-      np.testing.assert_allclose(values, expected[name].numpy()[offset:], atol=1e-6)
-  assert server.batcher.requests_run == 8
-  assert server.batcher.batches_run < 8  # some requests shared a model call
-
-
-def _rest(port, path, body=None):
-  import json  # pylint: disable=g-import-not-at-top
-  import urllib.error  # pylint: disable=g-import-not-at-top
-  import urllib.request  # pylint: disable=g-import-not-at-top
-  data = None if body is None else json.dumps(body).encode()
-  request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data)
-  try:
-    with urllib.request.urlopen(request, timeout=10) as response:
-      return response.status, json.loads(response.read())
-  except urllib.error.HTTPError as e:
-    return e.code, json.loads(e.read())
-
-
-def test_rest_predict_metadata_and_status_match_the_model(tmp_path):
-  root = tmp_path / "duia"
-  root.mkdir()
-  _push(root, 1, 1.0, tmp_path)
-  _push(root, 2, 2.0, tmp_path)
-  server, _ = server_lib.start_server(str(root), rest_api_port=0)
-  try:
-    port = server.rest_port
-    request = fx.good_request()
-    columns = {}
-    for name, proto in request.inputs.items():
-      array = tf.make_ndarray(proto)
-      columns[name] = (np.vectorize(lambda b: b.decode())(array).tolist()
-                       if array.dtype == object else array.tolist())
-    status, body = _rest(port, "/v1/models/duia:predict",
-                         {"signature_name": features.SERVING_RAW_SIGNATURE, "inputs": columns})
-    assert status == 200, body
-    expected = _expected_score(root, 2)
-    np.testing.assert_allclose(body["outputs"][features.FUSED_SCORE], expected, atol=1e-6)
-
-    # Row format on serving_default: serialized examples as b64.
-    import base64  # pylint: disable=g-import-not-at-top
-    examples = fx.examples()
-    status, body = _rest(port, "/v1/models/duia/versions/2:predict", {
-        "instances": [{"b64": base64.b64encode(e).decode()} for e in examples]})
-    assert status == 200, body
-    loaded = tf.saved_model.load(str(root / "2"))
-    scores = loaded.signatures[features.SERVING_EXAMPLES_SIGNATURE](
-        **{features.SERVING_EXAMPLES_INPUT: tf.constant(examples)})[features.FUSED_SCORE]
-    np.testing.assert_allclose([p[features.FUSED_SCORE] for p in body["predictions"]],
-                               scores.numpy(), atol=1e-6)
-
-    status, body = _rest(port, "/v1/models/duia")
-    assert status == 200
-    assert body["model_version_status"][0]["version"] == "2"
-    assert body["model_version_status"][0]["state"] == "AVAILABLE"
-    status, body = _rest(port, "/v1/models/duia/metadata")
-    assert status == 200
-    assert body["model_spec"]["version"] == "2"
-    assert features.SERVING_RAW_SIGNATURE in body["metadata"]["signature_def"]["signature_def"]
-    status, body = _rest(port, "/v1/models/duia/versions/1:predict",
-                         {"signature_name": features.SERVING_RAW_SIGNATURE, "inputs": columns})
-    assert status == 404 and "version 1" in body["error"]
-    columns.pop(features.USER_ID)
-    status, body = _rest(port, "/v1/models/duia:predict",
-                         {"signature_name": features.SERVING_RAW_SIGNATURE, "inputs": columns})
-    assert status == 400 and features.USER_ID in body["error"]
-    assert _rest(port, "/v1/models/duia")[0] == 200  # still serving
-  finally:
-    server.stop(None)
-
-
-def _save_estimator_style_model(path):
-  """A TF1-style SavedModel with classify and regress signatures over tf.Examples,
-  as Estimators export them (Keras/TF2 exports have predict signatures only)."""
-  graph = tf.Graph()
-  with graph.as_default():
-    serialized = tf.compat.v1.placeholder(tf.string, [None], name="inputs")
-    x = tf.io.parse_example(serialized, {"x": tf.io.FixedLenFeature([], tf.float32)})["x"]
-    value = 2.0 * x + 1.0
-    scores = tf.stack([tf.sigmoid(-x), tf.sigmoid(x)], axis=1)
-    classes = tf.tile(tf.constant([["neg", "pos"]]), [tf.shape(x)[0], 1])
-    builder = tf.compat.v1.saved_model.Builder(str(path))
-    with tf.compat.v1.Session(graph=graph) as session:
-      builder.add_meta_graph_and_variables(session, [tf.saved_model.SERVING], signature_def_map={
-          "regress": tf.compat.v1.saved_model.regression_signature_def(serialized, value),
-          "classify": tf.compat.v1.saved_model.classification_signature_def(
-              serialized, classes, scores),
-      })
-    builder.save()
-
-
-def test_classify_and_regress_on_signatures_that_allow_them(tmp_path):
-  root = tmp_path / "estimator"
-  _save_estimator_style_model(root / "1")
-  server, port = server_lib.start_server(str(root), model_name="estimator")
-  try:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-      stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-      regress = regression_pb2.RegressionRequest()
-      regress.model_spec.name = "estimator"
-      regress.model_spec.signature_name = "regress"
-      for value in (0.0, 1.5):
-        regress.input.example_list.examples.add().features.feature[
-            "x"].float_list.value.append(value)
-      result = stub.Regress(regress, timeout=10)
-      assert [r.value for r in result.result.regressions] == [1.0, 4.0]
-      assert result.model_spec.signature_name == "regress"
-
-      classify = classification_pb2.ClassificationRequest()
-      classify.model_spec.name = "estimator"
-      classify.model_spec.signature_name = "classify"
-      classify.input.CopyFrom(regress.input)
-      result = stub.Classify(classify, timeout=10)
-      rows = [[(c.label, round(c.score, 4)) for c in row.classes]
-              for row in result.result.classifications]
-      assert rows == [[("neg", 0.5), ("pos", 0.5)], [("neg", 0.1824), ("pos", 0.8176)]]
-
-      # The classify signature is not a regress one: refused with its method name.
-      regress.model_spec.signature_name = "classify"
-      with pytest.raises(grpc.RpcError) as info:
-        stub.Regress(regress, timeout=10)
-      assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-      assert "tensorflow/serving/classify" in info.value.details()
-  finally:
-    server.stop(None)

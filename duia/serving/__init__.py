@@ -7,13 +7,15 @@ either, and the pushed model deploys on TF Serving unchanged (docs/serving.md).
 Modules, request path first:
   server: gRPC PredictionService and ModelService servicers, `ModelServer`,
     `start_server`, `serve` and the command line.
-  rest: TF Serving's REST routes on a second port (JSON <-> protos).
+  rest: TF Serving's REST routes on a second port (HTTP, routing, status codes).
+  rest_json: TF Serving's REST JSON formats <-> its protos.
   backend: the protocol-neutral API calls (Predict, Classify, Regress,
     GetModelMetadata, GetModelStatus) on TF Serving's protos.
   signature_io: request checking against a signature; running it.
   batching: merging concurrent requests into one model call.
   errors: `RequestError`, the status code a failure is answered with.
-  model_store: versions on disk, loading, warmup, atomic swap, polling.
+  model_store: which versions are served: loading, warmup, atomic swap, polling.
+  model_loader: versions on disk in TF Serving's layout; loading one.
   version_policy: latest N or specific versions.
   warmup: TF Serving's `assets.extra/tf_serving_warmup_requests` file: built
     from eval examples, written at export, read and replayed at load.

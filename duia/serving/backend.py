@@ -30,6 +30,7 @@ from tensorflow_serving.apis import regression_pb2
 
 from duia.serving import batching
 from duia.serving import errors
+from duia.serving import model_loader
 from duia.serving import model_store
 from duia.serving import signature_io
 
@@ -60,7 +61,7 @@ class ServingBackend:
           f"(serving {sorted(self._stores)}).")
     return self._stores[name]
 
-  def model(self, spec: model_pb2.ModelSpec) -> model_store.LoadedModel:
+  def model(self, spec: model_pb2.ModelSpec) -> model_loader.LoadedModel:
     """The loaded version a ModelSpec names (version number; labels unsupported)."""
     if spec.version_label:
       raise errors.RequestError(
@@ -200,7 +201,7 @@ class ServingBackend:
     return response
 
 
-def predict_on(model: model_store.LoadedModel, request: predict_pb2.PredictRequest,
+def predict_on(model: model_loader.LoadedModel, request: predict_pb2.PredictRequest,
                batcher: Optional[batching.Batcher] = None) -> predict_pb2.PredictResponse:
   """Predict on a given loaded version (the request's name/version are not looked up).
 
@@ -222,7 +223,7 @@ def predict_on(model: model_store.LoadedModel, request: predict_pb2.PredictReque
   return response
 
 
-def _set_spec(spec: model_pb2.ModelSpec, model: model_store.LoadedModel,
+def _set_spec(spec: model_pb2.ModelSpec, model: model_loader.LoadedModel,
               signature_name: str) -> None:
   spec.name = model.name
   spec.version.value = model.version

@@ -40,6 +40,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from duia.serving import backend as backend_lib
 from duia.serving import batching as batching_lib
 from duia.serving import errors
+from duia.serving import model_loader
 from duia.serving import model_store
 from duia.serving import version_policy
 
@@ -142,7 +143,7 @@ def _address(host: str, port: int) -> str:
   return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _warmup(model: model_store.LoadedModel) -> None:
+def _warmup(model: model_loader.LoadedModel) -> None:
   from duia.serving import warmup  # pylint: disable=g-import-not-at-top
   requests = warmup.read_warmup_requests(model.path)
   count = warmup.replay(requests, lambda r: backend_lib.predict_on(model, r))
@@ -175,7 +176,7 @@ class ModelServer:
     """Loads the served versions, then binds and starts the front ends.
 
     Raises:
-      model_store.NoServableVersionError: if there is no version to load.
+      model_loader.NoServableVersionError: if there is no version to load.
       OSError: if an address cannot be bound.
     """
     config = self.config
@@ -245,7 +246,7 @@ def start_server(model_base_path: str,
       policy, batching, warmup).
 
   Raises:
-    model_store.NoServableVersionError: if there is no version to load.
+    model_loader.NoServableVersionError: if there is no version to load.
     OSError: if the address cannot be bound.
   """
   server = ModelServer(ServerConfig(
@@ -260,7 +261,7 @@ def serve(config: ServerConfig, grace_s: float = 5.0) -> None:
   Must be called from the main thread (Python delivers signals only there).
 
   Raises:
-    model_store.NoServableVersionError: if there is no version to load.
+    model_loader.NoServableVersionError: if there is no version to load.
     OSError: if an address cannot be bound.
     ValueError: if called outside the main thread.
   """

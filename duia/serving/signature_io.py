@@ -16,7 +16,7 @@ from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import model_pb2
 
 from duia.serving import errors
-from duia.serving import model_store
+from duia.serving import model_loader
 
 _INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -28,8 +28,8 @@ def _dtype_name(enum: int) -> str:
     return f"DataType({enum})"
 
 
-def resolve_signature(model: model_store.LoadedModel,
-                      spec: model_pb2.ModelSpec) -> model_store.Signature:
+def resolve_signature(model: model_loader.LoadedModel,
+                      spec: model_pb2.ModelSpec) -> model_loader.Signature:
   """The signature `spec.signature_name` names ("serving_default" if empty)."""
   name = spec.signature_name or tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
   if name not in model.signatures:
@@ -39,7 +39,7 @@ def resolve_signature(model: model_store.LoadedModel,
   return model.signatures[name]
 
 
-def convert_inputs(signature: model_store.Signature,
+def convert_inputs(signature: model_loader.Signature,
                    inputs: Mapping[str, tensor_pb2.TensorProto]) -> Dict[str, np.ndarray]:
   """Decodes and checks the request's TensorProtos against the signature.
 
@@ -80,7 +80,7 @@ def convert_inputs(signature: model_store.Signature,
   return arrays
 
 
-def output_aliases(signature: model_store.Signature, output_filter: Sequence[str]) -> List[str]:
+def output_aliases(signature: model_loader.Signature, output_filter: Sequence[str]) -> List[str]:
   """The outputs to return: `output_filter`, checked, or all of them."""
   if not output_filter:
     return list(signature.outputs)
@@ -96,7 +96,7 @@ def output_aliases(signature: model_store.Signature, output_filter: Sequence[str
   return list(output_filter)
 
 
-def run(signature: model_store.Signature, arrays: Mapping[str, np.ndarray],
+def run(signature: model_loader.Signature, arrays: Mapping[str, np.ndarray],
         aliases: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
   """Calls the signature's function; errors the model raises are the request's.
 
