@@ -14,6 +14,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from duia import demo_requests
 from duia.models import features
+from duia.models import warmup_export
 from duia.serving import client
 from duia.serving import warmup
 
@@ -319,38 +320,31 @@ def _write_examples(path, serialized):
       writer.write(record)
 
 
-@pytest.fixture(scope="module")
-def trainer():
-  from duia.models import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
-  return trainer_lib
-
-
-def test_trainer_writes_warmup_from_gzipped_examples(tmp_path, trainer):
+def test_export_writes_warmup_from_gzipped_examples(tmp_path):
   pattern = str(tmp_path / "eval" / "data_tfrecord-*.gz")
   _write_examples(str(tmp_path / "eval" / "data_tfrecord-00000.gz"),
                   _examples(num_users=4, exposures=3))
   serving_dir = str(tmp_path / "serving")
-  path = trainer.write_warmup(serving_dir, [pattern], "duia")
+  path = warmup_export.write_warmup(serving_dir, [pattern], "duia")
   assert path == warmup.warmup_path(serving_dir)
   requests = warmup.read_warmup_requests(serving_dir)
   signatures = [r.model_spec.signature_name for r in requests]
   assert signatures.count("rank") == 4 and "serving_default" in signatures
 
 
-def test_trainer_skips_warmup_with_too_few_users(tmp_path, trainer):
+def test_export_skips_warmup_with_too_few_users(tmp_path):
   # Only u1 has two exposures.
   _write_examples(str(tmp_path / "eval.gz"),
                   _examples(num_users=1, exposures=1)
                   + [_example(1, 5, 1_700_000_000, 1),
                      _example(1, 6, 1_700_000_060, 0)])
   serving_dir = str(tmp_path / "serving")
-  assert trainer.write_warmup(serving_dir, [str(tmp_path / "eval.gz")],
+  assert warmup_export.write_warmup(serving_dir, [str(tmp_path / "eval.gz")],
                               "duia") is None
   assert not tf.io.gfile.exists(warmup.warmup_path(serving_dir))
 
 
-def test_trainer_run_warmup_reads_the_newest_example_gen_output(tmp_path,
-                                                                trainer):
+def test_run_warmup_reads_the_newest_example_gen_output(tmp_path):
   examples_uri = tmp_path / "pipeline_root" / "RawLogExampleGen" / "examples"
   # Execution 3 is the newest with an eval split; 7 failed before writing it.
   _write_examples(str(examples_uri / "1" / "Split-eval" / "old.gz"),
@@ -359,12 +353,12 @@ def test_trainer_run_warmup_reads_the_newest_example_gen_output(tmp_path,
                   _examples(num_users=3, exposures=2))
   (examples_uri / "7" / "Split-train").mkdir(parents=True)
   (examples_uri / "tmp").mkdir()
-  assert trainer.latest_eval_files(str(examples_uri)) == [
+  assert warmup_export.latest_eval_files(str(examples_uri)) == [
       str(examples_uri / "3" / "Split-eval" / "*")]
   serving_dir = str(tmp_path / "serving")
-  custom_config = {trainer.RAW_EXAMPLES_KEY: str(examples_uri),
-                   trainer.MODEL_NAME_KEY: "served_name"}
-  assert trainer.write_run_warmup(serving_dir, custom_config) is not None
+  custom_config = {warmup_export.RAW_EXAMPLES_KEY: str(examples_uri),
+                   warmup_export.MODEL_NAME_KEY: "served_name"}
+  assert warmup_export.write_run_warmup(serving_dir, custom_config) is not None
   requests = warmup.read_warmup_requests(serving_dir)
   assert {r.model_spec.name for r in requests} == {"served_name"}
   assert sum(r.model_spec.signature_name == "rank" for r in requests) == 3
@@ -372,10 +366,9 @@ def test_trainer_run_warmup_reads_the_newest_example_gen_output(tmp_path,
 
 @pytest.mark.parametrize("custom_config", [
     None, {}, {"raw_examples_uri": "/nonexistent/examples"}])
-def test_trainer_run_warmup_skips_without_raw_examples(tmp_path, trainer,
-                                                       custom_config):
+def test_run_warmup_skips_without_raw_examples(tmp_path, custom_config):
   serving_dir = str(tmp_path / "serving")
-  assert trainer.write_run_warmup(serving_dir, custom_config) is None
+  assert warmup_export.write_run_warmup(serving_dir, custom_config) is None
   assert not tf.io.gfile.exists(warmup.warmup_path(serving_dir))
 
 

@@ -14,6 +14,7 @@ from tfx import v1 as tfx
 from duia.components import raw_log_example_gen
 from duia.models import preprocessing
 from duia.models import trainer
+from duia.models import warmup_export
 from duia.pipeline import configs
 from duia.pipeline import eval_config
 
@@ -64,9 +65,9 @@ def create_pipeline(config: configs.PipelineConfig,
           # The warmup file needs raw tf.Examples, which the Trainer's own
           # (transformed) examples are not; TFX writes ExampleGen's output
           # under this folder, one subfolder per execution.
-          trainer.RAW_EXAMPLES_KEY: os.path.join(
+          warmup_export.RAW_EXAMPLES_KEY: os.path.join(
               config.pipeline_root, example_gen.id, raw_log_example_gen.EXAMPLES_KEY),
-          trainer.MODEL_NAME_KEY: config.model_name,
+          warmup_export.MODEL_NAME_KEY: config.model_name,
       })
   model_resolver = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,

@@ -175,11 +175,6 @@ class ModelStore:
         self._set_status(version, State.AVAILABLE)
       return sorted(keep)
 
-  def load_latest(self) -> model_loader.LoadedModel:
-    """Refreshes and returns the highest served version."""
-    self.refresh()
-    return self.get()
-
   def get(self, version: Optional[int] = None) -> model_loader.LoadedModel:
     """The served model of `version`, or the highest served one.
 
@@ -201,20 +196,9 @@ class ModelStore:
           f"{version} is not loaded (loaded versions: {sorted(served)}).")
     return served[version]
 
-  def current(self) -> model_loader.LoadedModel:
-    """The highest served version (see `get`)."""
-    return self.get()
-
-  def served_versions(self) -> List[int]:
-    return sorted(self._served)
-
   def status(self) -> Dict[int, VersionStatus]:
     """Every version seen since start: served, loading, failed or unloaded."""
     return dict(self._status)
-
-  def versions(self) -> List[int]:
-    """Returns the loadable versions on disk, ascending."""
-    return sorted(model_loader.list_versions(self._model_base_path))
 
   def start_polling(self, interval_s: float) -> None:
     """Calls `refresh()` every `interval_s` seconds in a daemon thread.

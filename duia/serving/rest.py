@@ -55,7 +55,8 @@ from duia.serving import rest_json
 from duia.serving.errors import RequestError
 
 DEFAULT_REST_PORT = 8501  # TF Serving's REST port.
-DEFAULT_MAX_BODY_BYTES = 256 * 1024 * 1024  # Matches the gRPC message cap.
+# The server passes its gRPC message cap (`server.DEFAULT_MAX_MESSAGE_BYTES`).
+DEFAULT_MAX_BODY_BYTES = 256 * 1024 * 1024
 
 # TF Serving's `ToHTTPStatusCode` (model_servers/http_server.cc), with the
 # numbers from util/net_http/server/public/response_code_enum.h.

@@ -42,18 +42,15 @@ from duia.serving import batching as batching_lib
 from duia.serving import errors
 from duia.serving import model_loader
 from duia.serving import model_store
+from duia.serving import rest
 from duia.serving import version_policy
 
 DEFAULT_MODEL_NAME = "duia"
 DEFAULT_PORT = 8500  # TF Serving's gRPC port, so clients need no new config.
-DEFAULT_REST_PORT = 8501  # TF Serving's REST port.
 # gRPC's 4 MiB default would reject a large candidate batch carrying long
 # histories; TF Serving lifts the cap entirely. 256 MiB still bounds the memory
 # one request can take.
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
-
-# Kept for callers of the first version of this module.
-PredictError = errors.RequestError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,7 +203,6 @@ class ModelServer:
     server.start()
     self._grpc, self.port = server, bound
     if config.rest_api_port is not None:
-      from duia.serving import rest  # pylint: disable=g-import-not-at-top
       self._rest = rest.RestGateway(self.backend, config.host, config.rest_api_port,
                                     max_body_bytes=config.max_message_bytes)
       self.rest_port = self._rest.start()
@@ -303,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                       help="gRPC port; 0 picks a free port (logged at start).")
   parser.add_argument("--rest_api_port", type=int, default=None,
-                      help=f"REST port (TF Serving uses {DEFAULT_REST_PORT}); off if unset.")
+                      help=f"REST port (TF Serving uses {rest.DEFAULT_REST_PORT}); off if unset.")
   parser.add_argument("--max_workers", type=int, default=4)
   parser.add_argument("--max_message_bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES)
   parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
