@@ -16,7 +16,7 @@ request is answered with.
 - GetModelStatus: every version seen, with its state and load error.
 """
 
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Tuple
 
 import grpc
 import numpy as np
@@ -99,7 +99,9 @@ class ServingBackend:
           f"tf.Examples. Received inputs: {sorted(signature.inputs)}")
     return model, signature, string_inputs[0]
 
-  def _run_examples(self, signature, input_name, request_input) -> Dict[str, np.ndarray]:
+  def _run_examples(self, signature, input_name, request_input
+                   ) -> Tuple[Dict[str, np.ndarray], int]:
+    """Runs the signature on the request's tf.Examples; returns outputs and row count."""
     kind = request_input.WhichOneof("kind")
     if kind == "example_list":
       examples = list(request_input.example_list.examples)
@@ -128,17 +130,19 @@ class ServingBackend:
     if classes is None and scores is None:
       raise errors.RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"Signature {signature.name!r} has neither 'classes' nor 'scores'.")
+    # One row of K classes per example; either tensor may be absent.
+    classes = None if classes is None else classes.reshape(n, -1)
+    scores = None if scores is None else scores.reshape(n, -1)
     response = classification_pb2.ClassificationResponse()
     _set_spec(response.model_spec, model, signature.name)
-    width = (classes if classes is not None else scores).reshape(n, -1).shape[1]
     for i in range(n):
       row = response.result.classifications.add()
-      for k in range(width):
+      for k in range((classes if classes is not None else scores).shape[1]):
         klass = row.classes.add()
         if classes is not None:
-          klass.label = _text(classes.reshape(n, -1)[i, k])
+          klass.label = _text(classes[i, k])
         if scores is not None:
-          klass.score = float(scores.reshape(n, -1)[i, k])
+          klass.score = float(scores[i, k])
     return response
 
   def regress(self, request: regression_pb2.RegressionRequest
