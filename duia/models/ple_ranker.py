@@ -16,17 +16,22 @@ import tensorflow_recommenders as tfrs
 
 from duia.layers import cgc
 from duia.models import config as config_lib
+from duia.models import distribution
 from duia.models import features
 from duia.models import inputs as inputs_lib
 
 
 def _task(task: str) -> tfrs.tasks.Ranking:
+  # Per-row losses (Reduction.NONE), averaged in `compute_loss`: Keras refuses
+  # its default mean reduction outside `compile()` under a tf.distribute
+  # strategy, and the replicas' scaling is done once, in `train_step`.
+  none = tf.keras.losses.Reduction.NONE
   if task in features.BINARY_TASKS:
     return tfrs.tasks.Ranking(
-        loss=tf.keras.losses.BinaryCrossentropy(),
+        loss=tf.keras.losses.BinaryCrossentropy(reduction=none),
         metrics=[tf.keras.metrics.AUC(name=f"{task}_auc")])
   return tfrs.tasks.Ranking(
-      loss=tf.keras.losses.MeanSquaredError(),
+      loss=tf.keras.losses.MeanSquaredError(reduction=none),
       metrics=[tf.keras.metrics.RootMeanSquaredError(name=f"{task}_rmse")])
 
 
@@ -120,12 +125,35 @@ class PLERanker(tfrs.models.Model):
     losses = []
     for task in self.tasks_list:
       label = tf.reshape(tf.cast(labels[features.label_for_task(task)], tf.float32), [-1, 1])
-      losses.append(self.config.loss_weight(task) * self.ranking_tasks[task](
-          labels=label, predictions=predictions[task], training=training))
+      losses.append(self.config.loss_weight(task) * tf.reduce_mean(self.ranking_tasks[task](
+          labels=label, predictions=predictions[task], training=training)))
     extra = self.extra_loss(predictions, side, labels)
     if extra is not None:
       losses.append(extra)
     return tf.add_n(losses)
+
+  def _step_losses(self, inputs, training: bool) -> Dict[str, tf.Tensor]:
+    loss = self.compute_loss(inputs, training=training)
+    regularization_loss = tf.reduce_sum([tf.reduce_sum(l) for l in self.losses])
+    # Keras sums a step's outputs over the replicas, and `apply_gradients` sums
+    # their gradients: each replica reports, and steps on, its share of the
+    # global-batch mean. With one replica these are TFRS's own values.
+    return {name: distribution.scale_loss(value) for name, value in (
+        ("loss", loss), ("regularization_loss", regularization_loss),
+        ("total_loss", loss + regularization_loss))}
+
+  def train_step(self, inputs):
+    """`tfrs.models.Model.train_step`, correct under several replicas."""
+    with tf.GradientTape() as tape:
+      losses = self._step_losses(inputs, training=True)
+    gradients = tape.gradient(losses["total_loss"], self.trainable_variables)
+    self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+    return dict({metric.name: metric.result() for metric in self.metrics}, **losses)
+
+  def test_step(self, inputs):
+    """`tfrs.models.Model.test_step`, correct under several replicas."""
+    losses = self._step_losses(inputs, training=False)
+    return dict({metric.name: metric.result() for metric in self.metrics}, **losses)
 
   def serving_outputs(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """Every task's output in its user-facing unit, plus the fused score; [B] each.

@@ -20,6 +20,7 @@ from tfx_bsl.public import tfxio
 from duia.models import autograph_rules
 from duia.models import cluster_report
 from duia.models import config as config_lib
+from duia.models import distribution
 from duia.models import duia_ranker
 from duia.models import features
 from duia.models import inputs as inputs_lib
@@ -144,7 +145,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     fn_args: TFX trainer args; `custom_config["training_config"]` holds the
       TrainingConfig as JSON (validated here; a bad key fails the run at once),
       `custom_config["raw_examples_uri"]` and `["model_name"]` what the warmup
-      file is built from and for (see `warmup_export.write_run_warmup`).
+      file is built from and for (see `warmup_export.write_run_warmup`),
+      `custom_config["distribution_strategy"]` the tf.distribute strategy
+      (`distribution.STRATEGIES`; default "none"). The batch size is global:
+      each of R replicas gets batch_size / R rows.
   """
   config = config_from_custom_config(fn_args.custom_config)
   logging.info("Training config: %s", config.to_json())
@@ -155,9 +159,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                    config.batch_size, config.seed)
   evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
                         config.batch_size, config.seed)
-  model = build_model(config, tf_transform_output)
-  if fn_args.base_model:
-    warm_start(model, fn_args.base_model, config, next(iter(train))[0])
+  strategy = distribution.make_strategy(
+      (fn_args.custom_config or {}).get(distribution.CONFIG_KEY, "none"))
+  logging.info("Training on %d replica(s)", strategy.num_replicas_in_sync)
+  with strategy.scope():
+    # Variables (the DUIA centers too) are created, and restored, as mirrored.
+    model = build_model(config, tf_transform_output)
+    if fn_args.base_model:
+      warm_start(model, fn_args.base_model, config, next(iter(train))[0])
   model.fit(train, epochs=1, steps_per_epoch=fn_args.train_steps or config.train_steps,
             validation_data=evaluation,
             validation_steps=fn_args.eval_steps or config.eval_steps, verbose=2)
