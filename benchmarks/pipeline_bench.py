@@ -27,8 +27,17 @@ MOVIELENS = os.environ.get("DUIA_MOVIELENS_DIR", os.path.join(
     os.path.dirname(REPO), "shared", "data", "movielens-100k"))
 
 
-def run_case(case: str, work: str) -> dict:
-  """Runs one case in this process and returns its measurements."""
+def run_case(case: str, work: str, beam_args=None, epochs: float = 2.0,
+             overrides=None) -> dict:
+  """Runs one case in this process and returns its measurements.
+
+  Args:
+    case: "gen-<N>k" or "movielens".
+    work: folder for the case's data and run.
+    beam_args: Beam options for every component; None keeps the config default.
+    epochs: training length in passes over the train split (at least 300 steps).
+    overrides: training config overrides (e.g. {"duia": {"variant": "duia"}}).
+  """
   from duia import keras_env  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   from duia.data import generator  # pylint: disable=g-import-not-at-top
   from duia.models import config as model_config  # pylint: disable=g-import-not-at-top
@@ -44,11 +53,13 @@ def run_case(case: str, work: str) -> dict:
     generator.generate(data_root, generator.GeneratorConfig(num_exposures=rows, seed=0))
   generate_s = time.time() - started
   batch = model_config.preset(preset).batch_size
-  steps = max(300, int(2 * 0.85 * rows / batch))
+  steps = max(300, int(epochs * 0.85 * rows / batch))
+  optional = {} if beam_args is None else {"beam_pipeline_args": tuple(beam_args)}
   config = configs.PipelineConfig(
       root=os.path.join(root, "run"), data_root=data_root,
       mapping_path=configs.packaged_mapping(mapping),
-      training=model_config.preset(preset, {"train_steps": steps}))
+      training=model_config.preset(preset, dict(overrides or {}, train_steps=steps)),
+      **optional)
   started = time.time()
   local_runner.run(config)
   wall = time.time() - started
@@ -61,6 +72,9 @@ def run_case(case: str, work: str) -> dict:
       "components_s": {name: round(s, 1) for name, s in report.component_seconds(
           config.metadata_path)},
       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+      # Beam's multi-processing workers are child processes: their own peak.
+      "children_peak_rss_mb": round(
+          resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
       "blessed": report.is_blessed(report.latest_artifact_uri(config.metadata_path,
                                                               "ModelBlessing")),
       "auc": {name: round(values[f"{task}/auc"], 4) for name, values in slices.items()
