@@ -17,6 +17,8 @@ INSTALL_REQUIRES = [
     "ml-metadata==1.16.0",
     "tensorflow-serving-api==2.16.1",
     "tensorflow-recommenders==0.7.7",
+    # KubeflowV2DagRunner (tfx.orchestration.experimental) exists only when kfp imports.
+    "kfp==2.5.0",
     # tensorflow-transform and tfx-bsl import dill, which Beam 2.74 made optional.
     "apache-beam[dill]==2.74.0",
     "grpcio==1.85.1",

@@ -1,13 +1,16 @@
-"""The `duia` command: generate, run, report, serve, predict, demo.
+"""The `duia` command: generate, run, report, compile, serve, predict, demo.
 
     duia generate --out data/generated --exposures 20000
     duia run --data generated --data-root data/generated --root runs/local
+    duia run --config deploy/pipeline/local.json
+    duia compile --kubeflow pipeline.json --config deploy/pipeline/kubeflow-dataflow.json
     duia serve --model-base-path runs/local/serving/duia
     duia predict --target 127.0.0.1:8500 --examples runs/local/...
     duia demo --root runs/local          # what `make run` does
 """
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -19,6 +22,7 @@ from typing import List, Optional, Sequence
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hide CUDA-plugin noise on CPU hosts
 from duia import keras_env  # noqa: E402  pylint: disable=g-import-not-at-top
 from duia.models import config as model_config  # noqa: E402  pylint: disable=g-import-not-at-top
+from duia.pipeline import beam_presets  # noqa: E402  pylint: disable=g-import-not-at-top
 
 _START = time.time()
 
@@ -85,30 +89,89 @@ def cmd_generate(args) -> None:
 # --- run / report -----------------------------------------------------------------
 
 
-def _pipeline_config(args):
-  from duia.pipeline import configs  # pylint: disable=g-import-not-at-top
-  mapping_path = args.data if args.data.endswith(".json") else configs.packaged_mapping(args.data)
-  preset = args.preset or ("movielens" if "movielens" in args.data else "small")
-  overrides = _parse_overrides(args.set or [])
+def _deep_merge(base: dict, overrides: dict) -> dict:
+  """`base` with nested `overrides` applied (--set on top of the config file's overrides)."""
+  out = dict(base)
+  for key, value in overrides.items():
+    if isinstance(out.get(key), dict) and isinstance(value, dict):
+      value = _deep_merge(out[key], value)
+    out[key] = value
+  return out
+
+
+def _parse_options(pairs: Sequence[str], flag: str) -> dict:
+  """["project=p", "region=r"] -> {"project": "p", "region": "r"} (values as strings)."""
+  out = {}
+  for pair in pairs:
+    if "=" not in pair:
+      raise SystemExit(f"{flag} expects key=value. Received: {pair!r}")
+    key, value = pair.split("=", 1)
+    out[key] = value
+  return out
+
+
+def _runtime_config(args):
+  """The runtime config of --config (or the defaults), with the flags given on top."""
+  try:
+    return _apply_flags(args)
+  except (OSError, ValueError) as e:
+    raise SystemExit(f"duia: {e}") from e
+
+
+def _apply_flags(args):
+  """The flags that were given, applied to --config's runtime config (or the defaults)."""
+  from duia.pipeline import runtime_config  # pylint: disable=g-import-not-at-top
+  config_file = getattr(args, "config", None)
+  base = runtime_config.load(config_file) if config_file else runtime_config.RuntimeConfig()
+  changes = {}
+  for flag, field in (("data", "mapping"), ("data_root", "data_root"), ("root", "root"),
+                      ("distribution", "distribution")):
+    if getattr(args, flag, None) is not None:
+      changes[field] = getattr(args, flag)
+  if getattr(args, "cache", False):
+    changes["enable_cache"] = True
+  overrides = _parse_overrides(getattr(args, "set", None) or [])
   if getattr(args, "variant", None):
     overrides.setdefault("duia", {})["variant"] = args.variant
-  training = model_config.preset(preset, overrides)
-  return configs.PipelineConfig(
-      root=os.path.abspath(args.root), data_root=os.path.abspath(args.data_root),
-      mapping_path=mapping_path, training=training, enable_cache=args.cache)
+  if getattr(args, "preset", None) or overrides:
+    changes["training"] = runtime_config.TrainingSettings(
+        preset=getattr(args, "preset", None) or base.training.preset,
+        overrides=_deep_merge(dict(base.training.overrides), overrides))
+  beam_preset = getattr(args, "beam_preset", None)
+  beam_options = _parse_options(getattr(args, "beam_option", None) or [], "--beam-option")
+  if beam_preset or beam_options:
+    # Another preset's options (and extra args) do not carry over to a new one.
+    same = beam_preset in (None, base.beam.preset)
+    changes["beam"] = runtime_config.BeamSettings(
+        preset=beam_preset or base.beam.preset,
+        options=dict(base.beam.options if same else {}, **beam_options),
+        extra_args=base.beam.extra_args if same else ())
+  kubeflow = {k: v for k, v in (("image", getattr(args, "image", None)),
+                                ("output", getattr(args, "kubeflow", None))) if v}
+  if kubeflow:
+    changes["kubeflow"] = dataclasses.replace(base.kubeflow, **kubeflow)
+  return dataclasses.replace(base, **changes) if changes else base
+
+
+def _pipeline_config(args, runtime=None):
+  """The PipelineConfig of `args` (or of an already built runtime config)."""
+  try:
+    return (runtime or _runtime_config(args)).to_pipeline_config()
+  except ValueError as e:
+    raise SystemExit(f"duia: {e}") from e
 
 
 def print_report(config) -> None:
   """Per-component times, blessing, pushed model and the TFMA metrics table."""
   from duia.pipeline import report  # pylint: disable=g-import-not-at-top
-  times = report.component_seconds(config.metadata_path)
+  times = report.component_seconds(config.metadata_source)
   print("\nComponent wall time (s), from ML Metadata:")
   for name, seconds in times:
     print(f"  {name:<18} {seconds:8.1f}")
   print(f"  {'total':<18} {sum(s for _, s in times):8.1f}")
-  blessing = report.latest_artifact_uri(config.metadata_path, "ModelBlessing")
+  blessing = report.latest_artifact_uri(config.metadata_source, "ModelBlessing")
   print(f"\nBlessed: {report.is_blessed(blessing) if blessing else 'no evaluation'}")
-  evaluation = report.latest_artifact_uri(config.metadata_path, "ModelEvaluation")
+  evaluation = report.latest_artifact_uri(config.metadata_source, "ModelEvaluation")
   if evaluation:
     print(f"TFMA metrics per slice (eval split; {evaluation}):")
     print(report.metrics_table(report.load_slice_metrics(evaluation), config.training.tasks))
@@ -136,6 +199,16 @@ def cmd_run(args) -> None:
 
 def cmd_report(args) -> None:
   print_report(_pipeline_config(args))
+
+
+def cmd_compile(args) -> None:
+  from duia.pipeline import kubeflow_runner  # pylint: disable=g-import-not-at-top
+  runtime = _runtime_config(args)
+  config = _pipeline_config(args, runtime)
+  output = kubeflow_runner.compile_pipeline(config, runtime.kubeflow.image,
+                                            runtime.kubeflow.output)
+  _say(f"wrote the Kubeflow V2 pipeline {output} (image {runtime.kubeflow.image}; "
+       f"pipeline root {config.pipeline_root})")
 
 
 # --- serve / predict ----------------------------------------------------------------
@@ -168,11 +241,14 @@ def print_rankings(client, requests) -> None:
             + " ".join(f"{candidate.task_scores[t]:12.4f}" for t in tasks) + f"  {mark}")
 
 
-def _eval_split_dir(metadata_path: str) -> str:
+def _eval_split_dir(metadata) -> str:
+  """Eval split of the latest Examples; `metadata` as `report` takes it."""
   from duia.pipeline import report  # pylint: disable=g-import-not-at-top
-  uri = report.latest_output_uri(metadata_path, "RawLogExampleGen", "examples")
+  uri = report.latest_output_uri(metadata, "RawLogExampleGen", "examples")
   if uri is None:
-    raise SystemExit(f"No Examples artifact in {metadata_path}; run the pipeline first.")
+    # Never print a connection config: a MySQL one holds the password.
+    where = metadata if isinstance(metadata, str) else "ML Metadata"
+    raise SystemExit(f"No Examples artifact in {where}; run the pipeline first.")
   return os.path.join(uri, "Split-eval")
 
 
@@ -212,7 +288,7 @@ def cmd_demo(args) -> None:
     _say(f"    serving {config.model_name} on 127.0.0.1:{port}")
     _say(f"4/4 ranking eval candidates for {args.users} users over gRPC")
     requests = demo_requests.sample_requests(
-        demo_requests.read_examples(_eval_split_dir(config.metadata_path)),
+        demo_requests.read_examples(_eval_split_dir(config.metadata_source)),
         args.users, args.candidates, args.seed)
     print_rankings(client_lib.RankingClient(f"127.0.0.1:{port}",
                                             model_name=config.model_name), requests)
@@ -225,14 +301,18 @@ def cmd_demo(args) -> None:
 # --- argument parsing -------------------------------------------------------------------
 
 
-def _add_run_args(parser, data_required=True) -> None:
-  parser.add_argument("--data", required=data_required, default="generated",
+def _add_run_args(parser) -> None:
+  """Flags of a pipeline config; each one given overrides --config's value."""
+  parser.add_argument("--config", default=None, metavar="FILE",
+                      help="runtime config JSON (deploy/pipeline/*.json); flags override it")
+  parser.add_argument("--data", default=None,
                       help="packaged mapping name (generated, movielens-100k) or a mapping "
-                           "config .json path")
-  parser.add_argument("--data-root", required=data_required,
+                           "config .json path (default: generated)")
+  parser.add_argument("--data-root", default=None,
                       help="folder or URI holding the raw logs")
-  parser.add_argument("--root", default="runs/local",
-                      help="folder for every output: pipeline_root, metadata, serving")
+  parser.add_argument("--root", default=None,
+                      help="folder or URI for every output: pipeline_root, metadata, serving "
+                           "(default: runs/local)")
   parser.add_argument("--preset", default=None,
                       help="training preset (small, tiny, movielens); default by data")
   parser.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -242,6 +322,20 @@ def _add_run_args(parser, data_required=True) -> None:
                            "(same as --set duia.variant=...)")
   parser.add_argument("--cache", action="store_true",
                       help="reuse unchanged component outputs from earlier runs")
+  parser.add_argument("--beam-preset", default=None, choices=tuple(beam_presets.PRESETS),
+                      help="Beam preset (default: local); replaces --config's preset and "
+                           "its options")
+  parser.add_argument("--beam-option", action="append", metavar="KEY=VALUE",
+                      help="option of the Beam preset, e.g. --beam-option direct_num_workers=4")
+  parser.add_argument("--distribution", default=None,
+                      help="Trainer's tf.distribute strategy: none (default), mirrored, "
+                           "multi_worker_mirrored")
+
+
+def _require_data(parser, args) -> None:
+  """`duia run` needs --data and --data-root unless a --config gives them."""
+  if args.config is None and (args.data is None or args.data_root is None):
+    parser.error("the following arguments are required without --config: --data, --data-root")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,11 +354,26 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = sub.add_parser("run", help="run the TFX pipeline locally and print its report")
   _add_run_args(p)
-  p.set_defaults(func=cmd_run)
+  p.set_defaults(func=cmd_run, validate=_require_data)
 
   p = sub.add_parser("report", help="print the report of the latest run under --root")
-  _add_run_args(p, data_required=False)
+  _add_run_args(p)
   p.set_defaults(func=cmd_report, data_root=".")
+
+  p = sub.add_parser(
+      "compile", help="compile the pipeline for Kubeflow Pipelines v2 / Vertex AI",
+      description="Compiles the same pipeline `duia run` runs with KubeflowV2DagRunner. "
+                  "Roots should be URIs the cluster reaches (gs://...); every step runs "
+                  "--image, which must have this project installed (see the Dockerfile).")
+  p.add_argument("--kubeflow", default=None, metavar="OUT",
+                 help="output file: .json (PipelineJob, for Vertex AI) or .yaml "
+                      "(PipelineSpec, for kfp.Client); default: the config's "
+                      "kubeflow.output, duia_pipeline.json")
+  p.add_argument("--image", default=None,
+                 help="container image of every step (default: the config's kubeflow.image, "
+                      "duia-ranking:0.1.0)")
+  _add_run_args(p)
+  p.set_defaults(func=cmd_compile, validate=_require_data)
 
   p = sub.add_parser(
       "serve", help="serve pushed models over TF Serving's gRPC and REST APIs",
@@ -310,6 +419,8 @@ def main(argv: Optional[List[str]] = None) -> None:
   if args.func is cmd_serve:
     # Flags of the server itself (python -m duia.serving.server --help) pass through.
     args.server_flags = unknown
+  if getattr(args, "validate", None):
+    args.validate(parser, args)
   _quiet_logs()
   keras_env.check_keras2()
   args.func(args)

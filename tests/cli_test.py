@@ -7,7 +7,7 @@ import pytest
 
 from duia import cli
 
-SUBCOMMANDS = ["generate", "run", "report", "serve", "predict", "demo"]
+SUBCOMMANDS = ["generate", "run", "report", "compile", "serve", "predict", "demo"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)

@@ -34,7 +34,9 @@ MAPPING_KEY = "mapping_config"
 
 class Quarantine(types.Artifact):
   """Rows that could not be ingested, as JSON lines with source and reason."""
-  TYPE_NAME = "DuiaQuarantine"
+  # Kubeflow V2 requires custom artifact types named `namespace.Type`
+  # (tfx.orchestration.kubeflow.v2.compiler_utils._SCHEMA_TITLE_RE).
+  TYPE_NAME = "duia.Quarantine"
 
 
 class RawLogExampleGenSpec(types.ComponentSpec):

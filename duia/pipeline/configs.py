@@ -6,10 +6,14 @@ pipeline definition (`pipeline.create_pipeline`) reads only this.
 
 import dataclasses
 import os
-from typing import Tuple
+from typing import Optional, Tuple, Union
+
+from ml_metadata.proto import metadata_store_pb2
 
 from duia.ingest import mapping as mapping_lib
 from duia.models import config as model_config
+from duia.models import distribution as distribution_lib
+from duia.pipeline import metadata_config
 
 PACKAGE_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs")
 MODEL_NAME = "duia"
@@ -53,7 +57,7 @@ class PipelineConfig:
   """A pipeline run's configuration.
 
   Attributes:
-    root: folder under which every output of a local run lives.
+    root: folder or URI under which every output lives by default.
     data_root: folder/URI with the raw logs (the mapping's patterns are relative).
     mapping_path: mapping config file.
     training: the model's training config.
@@ -62,6 +66,11 @@ class PipelineConfig:
     blessing: Evaluator thresholds.
     beam_pipeline_args: Beam options for every Beam component.
     enable_cache: reuse unchanged component outputs across runs.
+    pipeline_root_override: TFX pipeline root instead of <root>/pipeline_root.
+    serving_root_override: push destination parent instead of <root>/serving.
+    metadata: ML Metadata store (SQLite at <root>/metadata.sqlite by default).
+    distribution: tf.distribute strategy of the Trainer
+      (`duia.models.distribution.STRATEGIES`).
   """
   root: str
   data_root: str
@@ -72,24 +81,44 @@ class PipelineConfig:
   blessing: BlessingConfig = BlessingConfig()
   beam_pipeline_args: Tuple[str, ...] = LOCAL_BEAM_ARGS
   enable_cache: bool = False
+  pipeline_root_override: Optional[str] = None
+  serving_root_override: Optional[str] = None
+  metadata: metadata_config.MetadataConfig = metadata_config.SqliteMetadata()
+  distribution: str = "none"
 
   def __post_init__(self):
     if self.blessing.task not in self.training.tasks:
       raise ValueError(f"blessing.task {self.blessing.task!r} is not among the trained tasks "
                        f"{list(self.training.tasks)}")
+    distribution_lib.check_name(self.distribution)
 
   @property
   def pipeline_root(self) -> str:
-    return os.path.join(self.root, "pipeline_root")
+    return self.pipeline_root_override or os.path.join(self.root, "pipeline_root")
 
   @property
   def metadata_path(self) -> str:
-    return os.path.join(self.root, "metadata.sqlite")
+    """The SQLite file of ML Metadata; a MySQL config has none (ValueError)."""
+    if isinstance(self.metadata, metadata_config.MysqlMetadata):
+      raise ValueError("metadata_path is only defined for SQLite metadata; this config uses "
+                       f"MySQL at {self.metadata.host}: use metadata_connection_config()")
+    return self.metadata.file(self.root)
+
+  @property
+  def metadata_source(self) -> Union[str, metadata_store_pb2.ConnectionConfig]:
+    """What `report` reads: the SQLite file (opened read-only) or the MySQL connection."""
+    if isinstance(self.metadata, metadata_config.MysqlMetadata):
+      return self.metadata_connection_config()
+    return self.metadata_path
+
+  def metadata_connection_config(self) -> metadata_store_pb2.ConnectionConfig:
+    """The ML Metadata connection a local runner writes to."""
+    return metadata_config.connection_config(self.metadata, self.root)
 
   @property
   def serving_root(self) -> str:
     """TF Serving's --model_base_path parent: models live in <this>/<model_name>/<version>."""
-    return os.path.join(self.root, "serving")
+    return self.serving_root_override or os.path.join(self.root, "serving")
 
   @property
   def serving_model_dir(self) -> str:

@@ -1,4 +1,9 @@
-"""Runs the pipeline locally: LocalDagRunner, SQLite ML Metadata, local files."""
+"""Runs the pipeline locally: LocalDagRunner, ML Metadata from the config.
+
+ML Metadata is SQLite at <root>/metadata.sqlite unless the config names
+another file or a MySQL server; Beam runs as the config's args say (in memory
+by default, or e.g. the direct-multiprocessing preset).
+"""
 
 from typing import Optional
 
@@ -22,7 +27,5 @@ def run(config: configs.PipelineConfig, to_node: Optional[str] = None) -> None:
     run_options = tfx_pipeline.RunOptions(to_nodes=[to_node])
   tfx.orchestration.LocalDagRunner().run(
       pipeline_lib.create_pipeline(
-          config,
-          metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-              config.metadata_path)),
+          config, metadata_connection_config=config.metadata_connection_config()),
       run_options=run_options)

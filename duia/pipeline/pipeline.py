@@ -12,6 +12,7 @@ from typing import Optional
 from tfx import v1 as tfx
 
 from duia.components import raw_log_example_gen
+from duia.models import distribution
 from duia.models import preprocessing
 from duia.models import trainer
 from duia.models import warmup_export
@@ -68,6 +69,9 @@ def create_pipeline(config: configs.PipelineConfig,
           warmup_export.RAW_EXAMPLES_KEY: os.path.join(
               config.pipeline_root, example_gen.id, raw_log_example_gen.EXAMPLES_KEY),
           warmup_export.MODEL_NAME_KEY: config.model_name,
+          # The tf.distribute strategy run_fn trains under (a name; the
+          # strategy itself is built inside the Trainer's process).
+          distribution.CONFIG_KEY: config.distribution,
       })
   model_resolver = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,

@@ -6,7 +6,7 @@ and the Evaluator's output, so the numbers printed are the pipeline's own.
 
 import dataclasses
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
@@ -18,16 +18,23 @@ from duia.pipeline import eval_config as eval_config_lib
 PIPELINE_RUN_CONTEXT = "pipeline_run"
 
 
-def _store(metadata_path: str) -> mlmd.MetadataStore:
+# ML Metadata to read: a SQLite file path (opened read-only) or a connection
+# (MySQL), as `PipelineConfig.metadata_source` gives.
+MetadataSource = Union[str, metadata_store_pb2.ConnectionConfig]
+
+
+def _store(metadata: MetadataSource) -> mlmd.MetadataStore:
+  if isinstance(metadata, metadata_store_pb2.ConnectionConfig):
+    return mlmd.MetadataStore(metadata)
   config = metadata_store_pb2.ConnectionConfig()
-  config.sqlite.filename_uri = metadata_path
+  config.sqlite.filename_uri = metadata
   config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
   return mlmd.MetadataStore(config)
 
 
-def component_seconds(metadata_path: str) -> List[Tuple[str, float]]:
+def component_seconds(metadata: MetadataSource) -> List[Tuple[str, float]]:
   """(component, wall seconds) of the latest pipeline run, in execution order."""
-  store = _store(metadata_path)
+  store = _store(metadata)
   runs = store.get_contexts_by_type(PIPELINE_RUN_CONTEXT)
   if not runs:
     return []
@@ -43,9 +50,9 @@ def component_seconds(metadata_path: str) -> List[Tuple[str, float]]:
   return out
 
 
-def latest_artifact_uri(metadata_path: str, type_name: str) -> Optional[str]:
+def latest_artifact_uri(metadata: MetadataSource, type_name: str) -> Optional[str]:
   """URI of the newest artifact of `type_name`, or None."""
-  artifacts = _store(metadata_path).get_artifacts_by_type(type_name)
+  artifacts = _store(metadata).get_artifacts_by_type(type_name)
   if not artifacts:
     return None
   return max(artifacts, key=lambda a: a.id).uri
@@ -57,14 +64,14 @@ def _executions_of(store, component: str):
           if types.get(e.type_id, "").rsplit(".", 1)[-1] == component]
 
 
-def count_executions(metadata_path: str, component: str) -> int:
+def count_executions(metadata: MetadataSource, component: str) -> int:
   """How many times `component` (by class name) has run, cached runs included."""
-  return len(_executions_of(_store(metadata_path), component))
+  return len(_executions_of(_store(metadata), component))
 
 
-def latest_input_keys(metadata_path: str, component: str) -> set:
+def latest_input_keys(metadata: MetadataSource, component: str) -> set:
   """Input keys (e.g. "base_model") the newest execution of `component` received."""
-  store = _store(metadata_path)
+  store = _store(metadata)
   executions = _executions_of(store, component)
   if not executions:
     return set()
@@ -73,9 +80,9 @@ def latest_input_keys(metadata_path: str, component: str) -> set:
           if event.type == metadata_store_pb2.Event.INPUT and event.path.steps}
 
 
-def latest_output_uri(metadata_path: str, component: str, output_key: str) -> Optional[str]:
+def latest_output_uri(metadata: MetadataSource, component: str, output_key: str) -> Optional[str]:
   """URI of output `output_key` of the newest execution of `component` (by class name)."""
-  store = _store(metadata_path)
+  store = _store(metadata)
   executions = _executions_of(store, component)
   for execution in sorted(executions, key=lambda e: e.id, reverse=True):
     for event in store.get_events_by_execution_ids([execution.id]):
