@@ -19,12 +19,46 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "benchmarks", "results")
 MOVIELENS = os.environ.get("DUIA_MOVIELENS_DIR", os.path.join(
     os.path.dirname(REPO), "shared", "data", "movielens-100k"))
+
+
+class TreeRssSampler:
+  """Samples the summed RSS of this process and its descendants in a thread."""
+
+  def __init__(self, interval_s: float = 0.5):
+    import psutil  # pylint: disable=g-import-not-at-top
+    self._process = psutil.Process()
+    self._interval_s = interval_s
+    self._peak = 0
+    self._done = threading.Event()
+    self._thread = threading.Thread(target=self._run, daemon=True)
+    self._thread.start()
+
+  def _sample(self) -> int:
+    import psutil  # pylint: disable=g-import-not-at-top
+    total = 0
+    for p in [self._process] + self._process.children(recursive=True):
+      try:
+        total += p.memory_info().rss
+      except psutil.Error:  # exited between listing and reading
+        pass
+    return total
+
+  def _run(self) -> None:
+    while not self._done.wait(self._interval_s):
+      self._peak = max(self._peak, self._sample())
+
+  def stop(self) -> int:
+    """Stops sampling; returns the peak in bytes."""
+    self._done.set()
+    self._thread.join()
+    return max(self._peak, self._sample())
 
 
 def run_case(case: str, work: str, beam_args=None, epochs: float = 2.0,
@@ -61,6 +95,7 @@ def run_case(case: str, work: str, beam_args=None, epochs: float = 2.0,
       training=model_config.preset(preset, dict(overrides or {}, train_steps=steps)),
       **optional)
   started = time.time()
+  tree_peak = TreeRssSampler()
   local_runner.run(config)
   wall = time.time() - started
   evaluation = report.latest_artifact_uri(config.metadata_path, "ModelEvaluation")
@@ -72,9 +107,9 @@ def run_case(case: str, work: str, beam_args=None, epochs: float = 2.0,
       "components_s": {name: round(s, 1) for name, s in report.component_seconds(
           config.metadata_path)},
       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-      # Beam's multi-processing workers are child processes: their own peak.
-      "children_peak_rss_mb": round(
-          resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
+      # Beam's multi-processing workers are child processes: this process and
+      # all its descendants together, sampled every 0.5 s.
+      "peak_tree_rss_mb": round(tree_peak.stop() / 2**20),
       "blessed": report.is_blessed(report.latest_artifact_uri(config.metadata_path,
                                                               "ModelBlessing")),
       "auc": {name: round(values[f"{task}/auc"], 4) for name, values in slices.items()

@@ -3,8 +3,9 @@
 Each size runs the whole local pipeline (RawLogExampleGen .. Pusher) in its own
 process (`benchmarks.pipeline_bench.run_case`), so peak RSS is per size, with
 the Beam preset and model variant given here. Prints wall time per component,
-peak RSS (the pipeline process, and the largest Beam worker child when the
-preset runs workers as processes) and, between consecutive sizes, the time
+peak RSS (of the pipeline process, and of the process tree: with Beam
+workers as processes, the sum over the pipeline and its workers, sampled every
+0.5 s) and, between consecutive sizes, the time
 ratio per 10x of data: 10 means linear, above 10 a super-linear step. Saves
 benchmarks/results/scale.json.
 
@@ -58,11 +59,11 @@ def ratios(smaller: Dict, larger: Dict) -> Dict[str, float]:
 def print_table(results: List[Dict]) -> None:
   shown = [c for c in COMPONENTS if any(r["components_s"].get(c, 0) >= 1.0 for r in results)]
   print(f"\n{'rows':>10} {'total s':>8} " + " ".join(f"{c[:11]:>11}" for c in shown)
-        + f" {'RSS MB':>7} {'worker MB':>9}")
+        + f" {'RSS MB':>7} {'tree MB':>8}")
   for r in results:
     print(f"{r['rows']:>10,} {r['pipeline_s']:>8.1f} "
           + " ".join(f"{r['components_s'].get(c, 0):>11.1f}" for c in shown)
-          + f" {r['peak_rss_mb']:>7} {r['children_peak_rss_mb']:>9}")
+          + f" {r['peak_rss_mb']:>7} {r['peak_tree_rss_mb']:>8}")
   for a, b in zip(results, results[1:]):
     r = ratios(a, b)
     print(f"{'x per 10x':>10} {r['total']:>8.2f} "
