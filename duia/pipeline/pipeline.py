@@ -46,7 +46,11 @@ def create_pipeline(config: configs.PipelineConfig,
   transform = tfx.components.Transform(
       examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
       preprocessing_fn=PREPROCESSING_FN,
-      custom_config={trainer.CONFIG_KEY: training_json})
+      custom_config={trainer.CONFIG_KEY: training_json},
+      # No pre-/post-transform TFDV statistics: StatisticsGen already has the
+      # raw ones, and these two more passes over the data were a large part of
+      # Transform's time (see README, Scale).
+      disable_statistics=True)
   # Warm start: the Trainer continues from the latest model (blessed or not),
   # so the DUIA stream clustering goes on across runs.
   latest_model = tfx.dsl.Resolver(
