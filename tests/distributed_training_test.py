@@ -9,11 +9,10 @@ test reads the JSON it prints.
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+
+from tests import fresh_interpreter
 
 GLOBAL_BATCH, TABLE_SIZE, STEPS = 64, 40, 2
 VARIANTS = ("ple", "duia", "duia_items")
@@ -96,13 +95,7 @@ def _run_check() -> dict:
 
 @pytest.fixture(scope="module")
 def check():
-  env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-  proc = subprocess.run([sys.executable, os.path.abspath(__file__)], env=env, cwd=root,
-                        capture_output=True, text=True, timeout=400, check=False)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+  return fresh_interpreter.run_json(__file__, timeout_s=400)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -6,9 +6,8 @@ the JSON it prints.
 """
 
 import json
-import os
-import subprocess
-import sys
+
+from tests import fresh_interpreter
 
 GLOBAL_BATCH, DIM, STEPS = 16, 4, 3
 
@@ -96,13 +95,7 @@ def _run_check() -> dict:
 
 
 def test_mirrored_updates_equal_single_device():
-  env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-  proc = subprocess.run([sys.executable, os.path.abspath(__file__)], env=env, cwd=root,
-                        capture_output=True, text=True, timeout=240, check=False)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  result = fresh_interpreter.run_json(__file__, timeout_s=240)
   for rule in ("gradient", "weighted_pull", "ema"):
     assert result[rule]["changed"], result
     assert result[rule]["state_diff"] < 1e-5, result
