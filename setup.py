@@ -22,6 +22,8 @@ INSTALL_REQUIRES = [
     # tensorflow-transform and tfx-bsl import dill, which Beam 2.74 made optional.
     "apache-beam[dill]==2.74.0",
     "grpcio==1.85.1",
+    # Plots of `duia bench quality` (Agg backend, no display needed).
+    "matplotlib==3.8.4",
     "numpy==1.26.4",
     "pandas==1.5.3",
     "protobuf==3.20.3",

@@ -7,6 +7,7 @@
     duia serve --model-base-path runs/local/serving/duia
     duia predict --target 127.0.0.1:8500 --examples runs/local/...
     duia demo --root runs/local          # what `make run` does
+    duia bench quality --data movielens-100k   # the papers' ablation, N1 sweep, plots
 """
 
 import argparse
@@ -298,6 +299,38 @@ def cmd_demo(args) -> None:
   _say("done")
 
 
+# --- bench ------------------------------------------------------------------------------
+
+
+def _int_list(text: str) -> tuple:
+  try:
+    return tuple(int(v) for v in text.split(",") if v.strip())
+  except ValueError as e:
+    raise argparse.ArgumentTypeError(f"expected comma-separated integers. Received: {text!r}") from e
+
+
+def _name_list(text: str) -> tuple:
+  return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def cmd_bench_quality(args) -> None:
+  from duia.quality import data as data_lib  # pylint: disable=g-import-not-at-top
+  from duia.quality import harness  # pylint: disable=g-import-not-at-top
+  # Bad flags and missing data stop here, before the pipeline starts.
+  try:
+    spec = harness.QualitySpec(
+        data=args.data, data_root=args.data_root, out_dir=args.out, rows=args.rows,
+        seeds=args.seeds, variants=args.variants, n1_values=args.n1, sweeps=args.sweeps,
+        sweep_seed=args.sweep_seed, epochs=args.epochs, steps=args.steps, preset=args.preset,
+        overrides=_parse_overrides(args.set or []), ci_method=args.ci_method)
+    harness.check(spec)
+  except (data_lib.DataNotFoundError, ValueError) as e:
+    raise SystemExit(f"duia: {e}") from e
+  results = harness.run(spec, say=_say)
+  with open(os.path.join(results["out_dir"], harness.REPORT_MD)) as f:
+    print("\n" + f.read())
+
+
 # --- argument parsing -------------------------------------------------------------------
 
 
@@ -408,6 +441,44 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--variant", choices=model_config.VARIANTS, default=None)
   p.add_argument("--cache", action="store_true")
   p.set_defaults(func=cmd_demo)
+
+  p = sub.add_parser("bench", help="benchmarks: `duia bench quality`")
+  bench = p.add_subparsers(dest="bench", required=True)
+  p = bench.add_parser(
+      "quality", help="every variant x seed through Transform and TFMA: tables, N1 sweep, plots",
+      description="Runs the pipeline up to Transform once (cache on), trains every variant "
+                  "for every seed with the Trainer's code, evaluates each seed's models in one "
+                  "TFMA run against that seed's PLE (diffs and 95%% intervals per slice), "
+                  "sweeps N1 for UIE/UHSE with the level-1 hit rate, and writes quality.json, "
+                  "quality.md and PNG plots to --out.")
+  p.add_argument("--data", default="generated",
+                 help="movielens-100k, generated, or a mapping config .json (default: generated)")
+  p.add_argument("--data-root", default=None,
+                 help="raw logs; MovieLens: the folder holding u.data (default: "
+                      "$DUIA_MOVIELENS_DIR or ../shared/data/movielens-100k); generated: "
+                      "where to write them (default: <out>/data)")
+  p.add_argument("--out", default=None, help="output folder (default: runs/quality/<data>)")
+  p.add_argument("--rows", type=int, default=100_000, help="exposures to generate (generated)")
+  p.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 (default 3)")
+  p.add_argument("--variants", type=_name_list, default=model_config.VARIANTS,
+                 help=f"comma-separated, from {','.join(model_config.VARIANTS)} (default: all); "
+                      "ple is always trained as the baseline")
+  p.add_argument("--n1", type=_int_list, default=(8, 16, 32, 64),
+                 help="level-1 center counts of the sweep (default 8,16,32,64; empty: none)")
+  p.add_argument("--sweeps", type=_name_list, default=("uie", "uhse"),
+                 help="uie (flat UIE memory), uie_ghca (user GHCA), uhse (item GHCA); "
+                      "default uie,uhse")
+  p.add_argument("--sweep-seed", type=int, default=0)
+  p.add_argument("--epochs", type=float, default=1.0,
+                 help="training passes over the train split per model (default 1)")
+  p.add_argument("--steps", type=int, default=None, help="training steps per model (overrides --epochs)")
+  p.add_argument("--preset", default=None, help="training preset (default by data)")
+  p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                 help="training override for every model, as in `duia run`")
+  p.add_argument("--ci-method", default="jackknife", choices=("jackknife", "bootstrap"),
+                 help="TFMA confidence intervals: jackknife (TFMA's default, one pass) or "
+                      "bootstrap (Poisson, ~21 passes of the metrics); default jackknife")
+  p.set_defaults(func=cmd_bench_quality)
   return parser
 
 

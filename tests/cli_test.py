@@ -7,7 +7,7 @@ import pytest
 
 from duia import cli
 
-SUBCOMMANDS = ["generate", "run", "report", "compile", "serve", "predict", "demo"]
+SUBCOMMANDS = ["generate", "run", "report", "compile", "serve", "predict", "demo", "bench"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)
@@ -38,3 +38,31 @@ def test_generate_writes_logs(tmp_path, capsys):
   assert (tmp_path / "users.jsonl.gz").exists() and (tmp_path / "items.jsonl.gz").exists()
   assert list((tmp_path / "exposures").glob("part-*.jsonl.gz"))
   assert '"num_exposures": 500' in capsys.readouterr().out
+
+
+def test_bench_quality_has_help(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    cli.build_parser().parse_args(["bench", "quality", "--help"])
+  assert exit_info.value.code == 0
+  out = capsys.readouterr().out
+  for flag in ("--data", "--data-root", "--seeds", "--variants", "--n1", "--out", "--rows"):
+    assert flag in out
+
+
+def test_bench_quality_without_movielens_says_where_and_how(tmp_path):
+  missing = tmp_path / "ml-100k"
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(["bench", "quality", "--data", "movielens-100k", "--data-root", str(missing),
+              "--out", str(tmp_path / "out")])
+  message = str(exit_info.value.code)
+  assert str(missing) in message and "https://grouplens.org/datasets/movielens/100k/" in message
+  assert not (tmp_path / "out").exists()
+
+
+def test_bench_quality_rejects_bad_flags(tmp_path):
+  with pytest.raises(SystemExit, match="variants must be a non-empty subset"):
+    cli.main(["bench", "quality", "--variants", "ple,nope", "--out", str(tmp_path)])
+  with pytest.raises(SystemExit, match="seeds must be >= 1"):
+    cli.main(["bench", "quality", "--seeds", "0", "--out", str(tmp_path)])
+  with pytest.raises(SystemExit, match="flat_top_k"):
+    cli.main(["bench", "quality", "--n1", "2,8", "--sweeps", "uie", "--out", str(tmp_path)])
