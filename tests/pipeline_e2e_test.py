@@ -146,7 +146,7 @@ def test_grpc_predict_equals_the_in_process_model(pipeline_run):
 
 def test_rank_signature_matches_serving_default_on_the_same_rows(pipeline_run):
   """Broadcasting one user over N candidates scores like N full tf.Examples."""
-  from duia.ingest import point_in_time  # pylint: disable=g-import-not-at-top
+  from duia.ingest import example_encoding  # pylint: disable=g-import-not-at-top
   config = pipeline_run
   _, path = model_loader.latest_version(config.serving_model_dir)
   loaded = tf.saved_model.load(path)
@@ -158,7 +158,7 @@ def test_rank_signature_matches_serving_default_on_the_same_rows(pipeline_run):
   full_rows = [dict(user, **candidate, ts=ts, label_valid=0, label_watch=0.0, label_like=0)
                for candidate in candidates]
   per_example = loaded.signatures[features.SERVING_EXAMPLES_SIGNATURE](examples=tf.constant(
-      [point_in_time.to_tf_example(r).SerializeToString() for r in full_rows]))
+      [example_encoding.to_tf_example(r).SerializeToString() for r in full_rows]))
   proto = client_lib.build_rank_request(user, candidates, ts)
   assert list(proto.inputs[features.HIST_ITEM_IDS].tensor_shape.dim)[0].size == 1
   ranked = loaded.signatures[features.SERVING_RAW_SIGNATURE](

@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 import apache_beam as beam
 from apache_beam.io import filesystems
 
+from duia.ingest import example_encoding
 from duia.ingest import mapping as mapping_lib
 from duia.ingest import point_in_time
 from duia.models import features
@@ -235,7 +236,8 @@ def write_outputs(outputs: Dict[str, Any], examples_uri: str, quarantine_uri: st
   for split in SPLITS:
     examples = outputs[split]
     (examples
-     | f"Encode{split}" >> beam.Map(lambda e: point_in_time.to_tf_example(e).SerializeToString())
+     | f"Batch{split}" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
+     | f"Encode{split}" >> beam.FlatMap(example_encoding.encode_batch)
      | f"Write{split}" >> beam.io.WriteToTFRecord(
          os.path.join(examples_uri, f"Split-{split}", "data_tfrecord"),
          file_name_suffix=".gz"))

@@ -149,35 +149,3 @@ def threshold_for_share(users_by_count: Mapping[int, int], share: float) -> int:
 def global_eval_start(max_ts: float, split: mapping_lib.SplitConfig) -> float:
   """First ts of the eval split in global mode: the last `eval_days` days."""
   return max_ts - split.eval_days * _DAY_S
-
-
-def feature_types() -> Dict[str, str]:
-  """tf.Example value type of every raw feature and label ('bytes'|'int'|'float')."""
-  types: Dict[str, str] = {}
-  for key in features.STRING_SCALARS + features.STRING_SEQUENCES:
-    types[key] = "bytes"
-  for key in features.INT_SCALARS + [features.LABEL_VALID, features.LABEL_LIKE]:
-    types[key] = "int"
-  for key in features.FLOAT_SCALARS + [features.LABEL_WATCH]:
-    types[key] = "float"
-  return types
-
-
-def to_tf_example(example: Dict[str, Any]):
-  """Encodes an example dict as a tf.train.Example (every key always present)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  out = tf.train.Example()
-  feature = out.features.feature
-  # Filled in place: building Feature/Features messages and passing them to
-  # constructors copies every list again (2.1x slower; it was 43% of the
-  # ingestion's time at 100k rows).
-  for key, kind in feature_types().items():
-    value = example[key]
-    values = value if isinstance(value, list) else (value,)
-    if kind == "bytes":
-      feature[key].bytes_list.value.extend([str(v).encode("utf-8") for v in values])
-    elif kind == "int":
-      feature[key].int64_list.value.extend([int(v) for v in values])
-    else:
-      feature[key].float_list.value.extend([float(v) for v in values])
-  return out
