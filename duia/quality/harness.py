@@ -1,0 +1,364 @@
+"""The quality harness: every variant x seed, the N1 sweep, one TFMA run per seed.
+
+1. The real pipeline runs up to Transform once per dataset (cache on), so all
+   models see the same split and the same Transform graph.
+2. For each seed, PLE and every other variant are trained with the Trainer's
+   code (`training.train_and_export`) and exported with the serving signatures.
+3. The N1 sweep (DUIA Table 7; level-1 hit rate, Table 9) trains one model per
+   (sweep, N1) at `sweep_seed`. A sweep point whose config equals an already
+   trained model (e.g. the default N1) reuses it.
+4. One TFMA run per seed evaluates all of that seed's models (main table and
+   sweep) on the raw eval split, that seed's PLE as the baseline: values,
+   diffs vs PLE and 95% intervals for every metric and slice of the
+   pipeline's EvalConfig (`tfma_eval`).
+5. `quality.json`, `quality.md` (`tables`) and the PNG plots (`plots`) go to
+   the output folder.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from duia.models import config as model_config
+from duia.models import features
+from duia.pipeline import configs
+from duia.pipeline import local_runner
+from duia.pipeline import runtime_config
+from duia.quality import data as data_lib
+from duia.quality import plots
+from duia.quality import tables
+from duia.quality import tfma_eval
+from duia.quality import training
+from duia.quality import uplift
+
+RESULTS_JSON = "quality.json"
+REPORT_MD = "quality.md"
+AUC_PLOT = "auc_by_slice.png"
+SWEEP_PLOT = "n1_sweep.png"
+TASK = features.TASK_VALID
+METRIC = f"{TASK}/auc"
+OVERALL = "overall"
+# DUIA Table 5's columns (low/high-active users) plus the item-side slices.
+SLICES = (
+    ("low-active", f"{features.USER_ACTIVITY}=low"),
+    ("high-active", f"{features.USER_ACTIVITY}=high"),
+    ("tail items", f"{features.ITEM_POPULARITY}=tail"),
+    ("head items", f"{features.ITEM_POPULARITY}=head"),
+    ("overall", OVERALL),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+  """One N1 sweep: a variant and the config key holding its level-1 center count.
+
+  Attributes:
+    label: row label in the tables ("UIE", "UHSE").
+    variant: the model variant trained at each N1.
+    key: the `duia` config field set to N1.
+    memory: the cluster-report memory whose level-1 hit rate is reported.
+  """
+  label: str
+  variant: str
+  key: str
+  memory: str
+
+
+SWEEPS = {
+    # UIE as the "uie" variant builds it: UIE-KDD's flat memory of N centers.
+    "uie": Sweep("UIE (flat)", "uie", "flat_clusters", "user_flat"),
+    # DUIA's own UIE: the user GHCA's level-1 centers (UIE + UPBE variant).
+    "uie_ghca": Sweep("UIE (GHCA)", "uie_upbe", "user_level1", "user_ghca"),
+    # UHSE: the item GHCA's level-1 centers, in the full DUIA variant.
+    "uhse": Sweep("UHSE", "duia", "item_level1", "item_ghca"),
+}
+CI_METHODS = tuple(tfma_eval.CI_METHODS)
+
+
+@dataclasses.dataclass(frozen=True)
+class QualitySpec:
+  """What `duia bench quality` runs.
+
+  Attributes:
+    data: `movielens-100k`, `generated` or a mapping config `.json` path.
+    data_root: folder of the raw logs (see `duia.quality.data`).
+    out_dir: output folder; default runs/quality/<data name>/.
+    rows: exposures to generate for `generated`.
+    seeds: training seeds 0 .. seeds-1 (same for every variant).
+    variants: variants of the main table; PLE is always trained (the baseline).
+    n1_values: level-1 center counts of the sweep (empty: no sweep).
+    sweeps: keys of SWEEPS.
+    sweep_seed: the one seed of the sweep.
+    epochs: training length in passes over the train split (ignored if `steps`).
+    steps: training steps per model, instead of `epochs`.
+    preset: training preset (default by mapping, as `duia run`).
+    overrides: nested training overrides for every model (as `--set`).
+    ci_method: TFMA interval method, "jackknife" or "bootstrap".
+  """
+  data: str = data_lib.GENERATED
+  data_root: Optional[str] = None
+  out_dir: Optional[str] = None
+  rows: int = 100_000
+  seeds: int = 3
+  variants: Tuple[str, ...] = model_config.VARIANTS
+  n1_values: Tuple[int, ...] = (8, 16, 32, 64)
+  sweeps: Tuple[str, ...] = ("uie", "uhse")
+  sweep_seed: int = 0
+  epochs: float = 1.0
+  steps: Optional[int] = None
+  preset: Optional[str] = None
+  overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  ci_method: str = "jackknife"
+
+  def __post_init__(self):
+    if self.seeds < 1:
+      raise ValueError(f"seeds must be >= 1. Received: {self.seeds}")
+    unknown = [v for v in self.variants if v not in model_config.VARIANTS]
+    if unknown or not self.variants:
+      raise ValueError(f"variants must be a non-empty subset of {model_config.VARIANTS}. "
+                       f"Received: {list(self.variants)}")
+    unknown = [s for s in self.sweeps if s not in SWEEPS]
+    if unknown:
+      raise ValueError(f"Unknown sweeps {unknown}; known: {sorted(SWEEPS)}")
+    if any(n < 1 for n in self.n1_values):
+      raise ValueError(f"n1 values must be >= 1. Received: {list(self.n1_values)}")
+    if self.sweep_seed < 0:
+      raise ValueError(f"sweep_seed must be >= 0. Received: {self.sweep_seed}")
+    if self.steps is not None and self.steps < 1:
+      raise ValueError(f"steps must be >= 1. Received: {self.steps}")
+    if self.epochs <= 0:
+      raise ValueError(f"epochs must be > 0. Received: {self.epochs}")
+    if self.ci_method not in CI_METHODS:
+      raise ValueError(f"ci_method must be one of {CI_METHODS}. Received: {self.ci_method!r}")
+
+  def main_variants(self) -> List[str]:
+    """PLE first (the baseline), then the requested variants in VARIANTS order."""
+    return ["ple"] + [v for v in model_config.VARIANTS if v in self.variants and v != "ple"]
+
+
+def run_name(variant: str, seed: int, sweep: Optional[str] = None, n1: Optional[int] = None) -> str:
+  if sweep is None:
+    return f"{variant}_s{seed}"
+  return f"{sweep}_n{n1}_s{seed}"
+
+
+class _Runs:
+  """Trained models by name, reused when a later request has the same config."""
+
+  def __init__(self, out_dir: str, data: training.TransformedData, say: Callable[[str], None]):
+    self.out_dir = out_dir
+    self.data = data
+    self.say = say
+    self.runs: Dict[str, Dict[str, Any]] = {}
+    self._by_config: Dict[str, str] = {}
+
+  def train(self, name: str, config: model_config.TrainingConfig, **info) -> str:
+    """Trains `config` as `name` unless an identical config was trained; returns the run name."""
+    key = config.to_json()
+    if key in self._by_config:
+      return self._by_config[key]
+    model_dir = os.path.join(self.out_dir, "models", name)
+    self.say(f"training {name} ({config.train_steps} steps)")
+    trained = training.train_and_export(config, self.data, model_dir)
+    self.say(f"    {trained.train_s}s train, {trained.export_s}s export"
+             + (f"; level-1 hit {trained.hit_rates()}" if trained.clusters else ""))
+    self.runs[name] = dict(
+        info, name=name, seed=config.seed, variant=config.duia.variant,
+        model_dir=model_dir, train_s=trained.train_s, export_s=trained.export_s,
+        hit_rate=trained.hit_rates(), clusters=trained.clusters,
+        metrics={}, diff_vs_ple={}, tfma_run=None)
+    self._by_config[key] = name
+    return name
+
+  def evaluate(self, tfma_run: str, names: Sequence[str], baseline: str,
+               tasks: Sequence[str], ci_method: str) -> float:
+    """One TFMA run over `names` (baseline included); stores metrics and diffs."""
+    output = os.path.join(self.out_dir, "tfma", tfma_run)
+    models = {n: self.runs[n]["model_dir"] for n in names}
+    self.say(f"TFMA {tfma_run}: {', '.join(names)} (baseline {baseline}; {ci_method})")
+    started = time.time()
+    tfma_eval.run(models, baseline if len(models) > 1 else None, tasks,
+                  self.data.raw_eval_pattern(), output, ci_method)
+    seconds = time.time() - started
+    results = tfma_eval.load(output)
+    if len(names) == 1 and set(results) == {""}:
+      results = {names[0]: results[""]}  # a lone model's keys may carry no name
+    for name in names:
+      if name not in results:
+        raise RuntimeError(f"TFMA output {output} has no metrics for model {name!r}; "
+                           f"it has {sorted(results)}")
+      self.runs[name].update(metrics=results[name]["metrics"], tfma_run=tfma_run,
+                             diff_vs_ple=results[name]["diff"])
+    self.say(f"    {seconds:.0f}s")
+    return seconds
+
+
+def _training_config(spec: QualitySpec, dataset: data_lib.Dataset) -> model_config.TrainingConfig:
+  return runtime_config.TrainingSettings(spec.preset, dict(spec.overrides)).build(
+      dataset.mapping_path)
+
+
+def _steps(spec: QualitySpec, base: model_config.TrainingConfig, train_rows: int) -> int:
+  if spec.steps is not None:
+    return spec.steps
+  return max(1, math.ceil(spec.epochs * train_rows / base.batch_size))
+
+
+def _config(base: model_config.TrainingConfig, variant: str, seed: int, steps: int,
+            extra: Optional[Mapping[str, Any]] = None) -> model_config.TrainingConfig:
+  return base.override({"seed": seed, "train_steps": steps,
+                        "duia": dict(extra or {}, variant=variant)})
+
+
+def resolve_dataset(spec: QualitySpec) -> Tuple[data_lib.Dataset, str]:
+  """(dataset, absolute output folder) of `spec`; raises as `data.resolve` does."""
+  out_dir = os.path.abspath(spec.out_dir or os.path.join(
+      "runs", "quality", data_lib.name_of(spec.data)))
+  return data_lib.resolve(spec.data, spec.data_root, spec.rows, out_dir), out_dir
+
+
+def check(spec: QualitySpec) -> None:
+  """Raises (ValueError, DataNotFoundError) now what would otherwise fail mid-run.
+
+  The data must be there, the overrides must be valid keys, and every sweep
+  point must be a valid config (e.g. UIE's N1 >= duia.flat_top_k).
+  """
+  dataset, _ = resolve_dataset(spec)
+  base = _training_config(spec, dataset)
+  for key in spec.sweeps:
+    for n1 in spec.n1_values:
+      _config(base, SWEEPS[key].variant, spec.sweep_seed, 1, {SWEEPS[key].key: n1})
+
+
+def run(spec: QualitySpec, say: Callable[[str], None] = print,
+        generator_args: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+  """Runs the whole harness and writes its outputs.
+
+  Args:
+    spec: what to run.
+    say: progress printer.
+    generator_args: extra `GeneratorConfig` fields for generated data (tests).
+
+  Returns:
+    The results, as written to `<out_dir>/quality.json`.
+  """
+  started = time.time()
+  timing: Dict[str, float] = {}
+  check(spec)
+  dataset, out_dir = resolve_dataset(spec)
+  os.makedirs(out_dir, exist_ok=True)
+  data_lib.ensure_generated(dataset, **dict(generator_args or {}))
+  base = _training_config(spec, dataset)
+  pipeline = configs.PipelineConfig(
+      root=os.path.join(out_dir, "pipeline"), data_root=dataset.data_root,
+      mapping_path=dataset.mapping_path, training=base, enable_cache=True)
+  say(f"pipeline up to Transform on {dataset.data_root} ({dataset.name})")
+  local_runner.run(pipeline, to_node="Transform")
+  data = training.TransformedData.from_metadata(pipeline.metadata_path)
+  train_rows = data.count_rows("train")
+  steps = _steps(spec, base, train_rows)
+  timing["prepare_s"] = round(time.time() - started, 1)
+
+  runs = _Runs(out_dir, data, say)
+  for seed in range(spec.seeds):
+    for variant in spec.main_variants():
+      runs.train(run_name(variant, seed), _config(base, variant, seed, steps), table=True)
+  sweep_points = []
+  if spec.sweeps and spec.n1_values:
+    runs.train(run_name("ple", spec.sweep_seed), _config(base, "ple", spec.sweep_seed, steps),
+               table=False)  # the sweep's baseline; reused if it is a main-table model
+    for key in spec.sweeps:
+      sweep = SWEEPS[key]
+      for n1 in spec.n1_values:
+        name = runs.train(run_name(sweep.variant, spec.sweep_seed, key, n1),
+                          _config(base, sweep.variant, spec.sweep_seed, steps, {sweep.key: n1}),
+                          table=False)
+        sweep_points.append((key, n1, name))
+  # One TFMA run per seed, over every model of that seed (main table and sweep):
+  # each run's cost is mostly per model, so fewer, larger runs are cheaper.
+  tfma_s = 0.0
+  for seed in sorted({r["seed"] for r in runs.runs.values()}):
+    names = [n for n, r in runs.runs.items() if r["seed"] == seed]
+    baseline = run_name("ple", seed)
+    names.remove(baseline)
+    tfma_s += runs.evaluate(f"seed{seed}", [baseline] + names, baseline, base.tasks,
+                            spec.ci_method)
+  timing["tfma_s"] = round(tfma_s, 1)
+  timing["train_export_s"] = round(
+      sum(r["train_s"] + r["export_s"] for r in runs.runs.values()), 1)
+  timing["total_s"] = round(time.time() - started, 1)
+
+  results = assemble(spec, dataset, base, steps, train_rows, runs.runs, sweep_points, timing)
+  results["out_dir"] = out_dir
+  write_outputs(results, out_dir)
+  say(f"wrote {os.path.join(out_dir, RESULTS_JSON)}, {REPORT_MD}, {AUC_PLOT}"
+      + (f", {SWEEP_PLOT}" if results["sweeps"] else ""))
+  return results
+
+
+def assemble(spec: QualitySpec, dataset: data_lib.Dataset, base: model_config.TrainingConfig,
+             steps: int, train_rows: int, runs: Mapping[str, Dict[str, Any]],
+             sweep_points: Sequence[Tuple[str, int, str]],
+             timing: Mapping[str, float]) -> Dict[str, Any]:
+  """The results document: setup, every run, the summaries of the tables."""
+  slice_names = [s for _, s in SLICES]
+  baselines = {r["seed"]: r for r in runs.values() if r["variant"] == "ple"}
+  variants = {}
+  for variant in spec.main_variants():
+    table_runs = [r for r in runs.values() if r.get("table") and r["variant"] == variant]
+    variants[variant] = uplift.summarize_variant(table_runs, baselines, slice_names, METRIC)
+  sweeps = {}
+  for key, n1, name in sweep_points:
+    sweep = SWEEPS[key]
+    run = runs[name]
+    summary = uplift.summarize_variant([run], baselines, slice_names, METRIC)
+    baseline = baselines[spec.sweep_seed]
+    entry = sweeps.setdefault(key, dict(
+        dataclasses.asdict(sweep), seed=spec.sweep_seed, points=[],
+        baseline={"run": baseline["name"], "auc": {
+            s: m[METRIC]["value"] for s, m in baseline["metrics"].items() if METRIC in m}}))
+    entry["points"].append({
+        "n1": n1, "run": name,
+        "hit_rate": run["hit_rate"].get(sweep.memory),
+        "auc": {s: v["mean"] for s, v in summary.items()},
+        "uplift": {s: dict(value=v["uplift"]["mean"], **_bounds(v["uplift"]["interval"]))
+                   for s, v in summary.items() if v["uplift"]}})
+  first_ple = baselines[min(baselines)]
+  slice_rows = {s: int(m[f"{TASK}/example_count"]["value"])
+                for s, m in first_ple["metrics"].items() if f"{TASK}/example_count" in m}
+  spec_dict = dataclasses.asdict(spec)
+  return {
+      "spec": spec_dict,
+      "dataset": dataclasses.asdict(dataset),
+      "task": TASK, "metric": METRIC,
+      "slices": dict(SLICES),
+      "slice_rows": slice_rows,
+      "training": {"preset": spec.preset, "steps": steps, "batch_size": base.batch_size,
+                   "train_rows": train_rows, "epochs": round(steps * base.batch_size /
+                                                             max(train_rows, 1), 2),
+                   "base_config": json.loads(base.to_json())},
+      "ci": {"method": spec.ci_method, "level": 0.95, "replicates": 20,
+             "pooled": "mean of the per-seed bounds"},
+      "runs": dict(runs),
+      "variants": variants,
+      "sweeps": sweeps,
+      "timing": dict(timing),
+  }
+
+
+def _bounds(interval: Mapping[str, Any]) -> Dict[str, Any]:
+  return {"lower": interval["lower"], "upper": interval["upper"]}
+
+
+def write_outputs(results: Mapping[str, Any], out_dir: str) -> None:
+  """quality.json, quality.md and the plots."""
+  with open(os.path.join(out_dir, RESULTS_JSON), "w") as f:
+    json.dump(results, f, indent=1, sort_keys=False)
+  with open(os.path.join(out_dir, REPORT_MD), "w") as f:
+    f.write(tables.to_markdown(results))
+  plots.auc_by_slice(results, os.path.join(out_dir, AUC_PLOT))
+  if results["sweeps"]:
+    plots.n1_sweep(results, os.path.join(out_dir, SWEEP_PLOT))

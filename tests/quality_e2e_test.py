@@ -1,0 +1,101 @@
+"""The quality harness end to end on tiny generated data: pipeline to Transform, two
+variants trained with the Trainer's code, TFMA with PLE as the baseline, a
+2-point N1 sweep, and the JSON, Markdown and PNG outputs agreeing.
+"""
+
+import json
+import os
+
+import pytest
+
+from duia.quality import harness
+from duia.quality import tables
+
+pytestmark = pytest.mark.e2e
+
+AUC = "valid_consumption/auc"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+  out = str(tmp_path_factory.mktemp("quality"))
+  spec = harness.QualitySpec(
+      data="generated", out_dir=out, rows=3000, seeds=1, variants=("ple", "duia"),
+      # item_level1 = 8 makes the sweep's N1 = 8 point the main duia model (reused).
+      n1_values=(4, 8), sweeps=("uhse",), steps=15, preset="tiny",
+      overrides={"duia": {"user_level1": 8, "user_children": 2, "item_level1": 8,
+                          "item_children": 2, "memory_dim": 8}})
+  results = harness.run(spec, say=lambda _: None,
+                        generator_args={"num_users": 300, "num_items": 500})
+  return out, results
+
+
+def test_writes_json_markdown_and_png_plots(outputs):
+  out, results = outputs
+  for name in (harness.RESULTS_JSON, harness.REPORT_MD):
+    assert os.path.getsize(os.path.join(out, name)) > 0
+  for name in (harness.AUC_PLOT, harness.SWEEP_PLOT):
+    with open(os.path.join(out, name), "rb") as f:
+      assert f.read(8) == PNG_SIGNATURE
+  with open(os.path.join(out, harness.RESULTS_JSON)) as f:
+    assert json.load(f)["runs"].keys() == results["runs"].keys()
+
+
+def test_every_model_has_metrics_with_bounds_and_paired_diffs(outputs):
+  _, results = outputs
+  runs = results["runs"]
+  assert set(runs) == {"ple_s0", "duia_s0", "uhse_n4_s0"}
+  # One TFMA run per seed, the sweep's models included.
+  assert os.listdir(os.path.join(results["out_dir"], "tfma")) == ["seed0"]
+  assert {r["tfma_run"] for r in runs.values()} == {"seed0"}
+  for name, run in runs.items():
+    for slice_name in results["slices"].values():
+      auc = run["metrics"][slice_name][AUC]
+      assert 0.0 <= auc["value"] <= 1.0
+      assert auc["lower"] <= auc["upper"], (name, slice_name)
+    if name == "ple_s0":
+      assert run["diff_vs_ple"] == {}
+      continue
+    ple = runs["ple_s0"]["metrics"]
+    for slice_name, metrics in run["diff_vs_ple"].items():
+      diff = metrics[AUC]
+      # TFMA's diff is candidate - baseline on the same rows.
+      assert diff["value"] == pytest.approx(
+          run["metrics"][slice_name][AUC]["value"] - ple[slice_name][AUC]["value"], abs=1e-9)
+      assert diff["lower"] <= diff["upper"]
+  assert runs["duia_s0"]["hit_rate"].keys() == {"user_ghca", "item_ghca"}
+  assert runs["ple_s0"]["hit_rate"] == {}
+
+
+def test_sweep_reuses_the_matching_model_and_reports_hit_rates(outputs):
+  _, results = outputs
+  points = results["sweeps"]["uhse"]["points"]
+  assert [(p["n1"], p["run"]) for p in points] == [(4, "uhse_n4_s0"), (8, "duia_s0")]
+  for point in points:
+    assert 0.0 < point["hit_rate"] <= 1.0
+    assert point["hit_rate"] == results["runs"][point["run"]]["hit_rate"]["item_ghca"]
+    assert point["auc"]["overall"] == results["runs"][point["run"]]["metrics"]["overall"][AUC][
+        "value"]
+
+
+def test_markdown_numbers_equal_the_json(outputs):
+  out, results = outputs
+  with open(os.path.join(out, harness.REPORT_MD)) as f:
+    auc_rows, uplift_rows, _, sweep_rows = tables.parse_tables(f.read())
+  assert [r["variant"] for r in auc_rows] == ["ple", "duia"]
+  for row in auc_rows:
+    for label, slice_name in results["slices"].items():
+      # One seed: the cell is the value alone, which is that run's TFMA value.
+      value = results["runs"][f"{row['variant']}_s0"]["metrics"][slice_name][AUC]["value"]
+      assert float(row[label]) == round(value, 4)
+  (duia,) = uplift_rows
+  for label, slice_name in results["slices"].items():
+    diff = results["runs"]["duia_s0"]["diff_vs_ple"][slice_name][AUC]
+    numbers = [float(x) for x in duia[label].replace("[", " ").replace("]", " ")
+               .replace(",", " ").split()]
+    assert numbers == [round(diff["value"], 4), round(diff["lower"], 4), round(diff["upper"], 4)]
+  for row, point in zip(sweep_rows, results["sweeps"]["uhse"]["points"]):
+    assert int(row["N1"]) == point["n1"]
+    assert float(row["low-active"]) == round(point["auc"]["user_activity=low"], 4)
+    assert float(row["level-1 hit rate"]) == round(point["hit_rate"], 2)
