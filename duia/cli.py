@@ -23,6 +23,7 @@ from typing import List, Optional, Sequence
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hide CUDA-plugin noise on CPU hosts
 from duia import keras_env  # noqa: E402  pylint: disable=g-import-not-at-top
 from duia.models import config as model_config  # noqa: E402  pylint: disable=g-import-not-at-top
+from duia.models import features  # noqa: E402  pylint: disable=g-import-not-at-top
 from duia.pipeline import beam_presets  # noqa: E402  pylint: disable=g-import-not-at-top
 
 _START = time.time()
@@ -227,7 +228,6 @@ def print_rankings(client, requests) -> None:
   """Ranks each request over gRPC and prints the list with what the user did."""
   for request in requests:
     ranked = client.rank(request.user, request.candidates, request.ts)
-    from duia.models import features  # pylint: disable=g-import-not-at-top
     user = request.user
     print(f"\nuser {user[features.USER_ID]} ({user[features.USER_ACTIVITY]}-active, "
           f"{len(user[features.HIST_ITEM_IDS])} items in history): "
@@ -322,7 +322,8 @@ def cmd_bench_quality(args) -> None:
         data=args.data, data_root=args.data_root, out_dir=args.out, rows=args.rows,
         seeds=args.seeds, variants=args.variants, n1_values=args.n1, sweeps=args.sweeps,
         sweep_seed=args.sweep_seed, epochs=args.epochs, steps=args.steps, preset=args.preset,
-        overrides=_parse_overrides(args.set or []), ci_method=args.ci_method)
+        overrides=_parse_overrides(args.set or []), ci_method=args.ci_method,
+        eval_tasks=args.eval_tasks, auc_thresholds=args.auc_thresholds)
     harness.check(spec)
   except (data_lib.DataNotFoundError, ValueError) as e:
     raise SystemExit(f"duia: {e}") from e
@@ -478,6 +479,11 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--ci-method", default="jackknife", choices=("jackknife", "bootstrap"),
                  help="TFMA confidence intervals: jackknife (TFMA's default, one pass) or "
                       "bootstrap (Poisson, ~21 passes of the metrics); default jackknife")
+  p.add_argument("--eval-tasks", type=_name_list, default=(features.TASK_VALID,),
+                 help=f"tasks TFMA evaluates, {features.TASK_VALID} first (default: only it; "
+                      "each further binary task about doubles TFMA's time)")
+  p.add_argument("--auc-thresholds", type=int, default=10_000,
+                 help="num_thresholds of TFMA's AUC (default 10000, TFMA's own)")
   p.set_defaults(func=cmd_bench_quality)
   return parser
 

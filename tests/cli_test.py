@@ -66,3 +66,10 @@ def test_bench_quality_rejects_bad_flags(tmp_path):
     cli.main(["bench", "quality", "--seeds", "0", "--out", str(tmp_path)])
   with pytest.raises(SystemExit, match="flat_top_k"):
     cli.main(["bench", "quality", "--n1", "2,8", "--sweeps", "uie", "--out", str(tmp_path)])
+  with pytest.raises(SystemExit, match="eval_tasks must start with 'valid_consumption'"):
+    cli.main(["bench", "quality", "--eval-tasks", "like", "--out", str(tmp_path)])
+  with pytest.raises(SystemExit, match=r"eval_tasks \['dwell'\] are not trained"):
+    cli.main(["bench", "quality", "--eval-tasks", "valid_consumption,dwell",
+              "--out", str(tmp_path)])
+  with pytest.raises(SystemExit, match="auc_thresholds must be >= 2"):
+    cli.main(["bench", "quality", "--auc-thresholds", "1", "--out", str(tmp_path)])

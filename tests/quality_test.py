@@ -95,7 +95,7 @@ def _results(seeds=2):
   return {
       "dataset": {"name": "toy"}, "metric": AUC, "slices": slices,
       "slice_rows": {name: 100 * (i + 1) for i, name in enumerate(slices.values())},
-      "spec": {"seeds": seeds},
+      "spec": {"seeds": seeds, "auc_thresholds": 10000},
       "training": {"train_rows": 1000, "steps": 10, "batch_size": 100, "epochs": 1.0},
       "ci": {"method": "jackknife", "replicates": 20},
       "variants": variants,

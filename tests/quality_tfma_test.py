@@ -1,5 +1,7 @@
 """The harness's TFMA config (pipeline metrics and slices, baseline, intervals) and its reading."""
 
+import json
+
 import pytest
 import tensorflow_model_analysis as tfma
 
@@ -30,6 +32,19 @@ def test_eval_config_is_the_pipelines_without_thresholds_with_a_baseline_and_int
       tfma.ConfidenceIntervalOptions.POISSON_BOOTSTRAP
   assert tfma_eval.make_eval_config(TASKS, ["a"], None, "jackknife").options \
       .confidence_intervals.method == tfma.ConfidenceIntervalOptions.JACKKNIFE
+
+
+def test_eval_config_slices_and_auc_thresholds_are_settable():
+  config = tfma_eval.make_eval_config(
+      TASKS, ["ple_s0", "duia_s0"], "ple_s0", "jackknife",
+      slices=[(), (features.USER_ACTIVITY,)], auc_thresholds=1000)
+  assert [list(s.feature_keys) for s in config.slicing_specs] == [[], [features.USER_ACTIVITY]]
+  aucs = [m for s in config.metrics_specs for m in s.metrics if m.class_name == "AUC"]
+  assert len(aucs) == len(TASKS)
+  assert all(json.loads(m.config) == {"num_thresholds": 1000} for m in aucs)
+  # TFMA passes the config to the metric's constructor.
+  instance = tfma.metrics.AUC(**json.loads(aucs[0].config))
+  assert instance.get_config()["num_thresholds"] == 1000
 
 
 def test_eval_config_rejects_unknown_baseline_and_method():

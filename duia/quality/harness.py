@@ -49,6 +49,9 @@ SLICES = (
     ("head items", f"{features.ITEM_POPULARITY}=head"),
     ("overall", OVERALL),
 )
+# What TFMA slices by: just what the tables show (no cross slice), since the
+# interval computation's cost grows with every slice.
+TFMA_SLICES = ((), (features.USER_ACTIVITY,), (features.ITEM_POPULARITY,))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +100,11 @@ class QualitySpec:
     preset: training preset (default by mapping, as `duia run`).
     overrides: nested training overrides for every model (as `--set`).
     ci_method: TFMA interval method, "jackknife" or "bootstrap".
+    eval_tasks: the tasks TFMA evaluates (all of each one's metrics); the
+      tables need only the first task, and every further binary task about
+      doubles TFMA's time.
+    auc_thresholds: `num_thresholds` of TFMA's AUC (TFMA's default 10,000;
+      smaller is faster and coarser, for tests).
   """
   data: str = data_lib.GENERATED
   data_root: Optional[str] = None
@@ -112,6 +120,8 @@ class QualitySpec:
   preset: Optional[str] = None
   overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   ci_method: str = "jackknife"
+  eval_tasks: Tuple[str, ...] = (TASK,)
+  auc_thresholds: int = tfma_eval.AUC_THRESHOLDS
 
   def __post_init__(self):
     if self.seeds < 1:
@@ -131,6 +141,11 @@ class QualitySpec:
       raise ValueError(f"steps must be >= 1. Received: {self.steps}")
     if self.epochs <= 0:
       raise ValueError(f"epochs must be > 0. Received: {self.epochs}")
+    if not self.eval_tasks or self.eval_tasks[0] != TASK:
+      raise ValueError(f"eval_tasks must start with {TASK!r} (the tables' task). "
+                       f"Received: {list(self.eval_tasks)}")
+    if self.auc_thresholds < 2:
+      raise ValueError(f"auc_thresholds must be >= 2. Received: {self.auc_thresholds}")
     if self.ci_method not in CI_METHODS:
       raise ValueError(f"ci_method must be one of {CI_METHODS}. Received: {self.ci_method!r}")
 
@@ -174,14 +189,15 @@ class _Runs:
     return name
 
   def evaluate(self, tfma_run: str, names: Sequence[str], baseline: str,
-               tasks: Sequence[str], ci_method: str) -> float:
+               spec: QualitySpec) -> float:
     """One TFMA run over `names` (baseline included); stores metrics and diffs."""
     output = os.path.join(self.out_dir, "tfma", tfma_run)
     models = {n: self.runs[n]["model_dir"] for n in names}
-    self.say(f"TFMA {tfma_run}: {', '.join(names)} (baseline {baseline}; {ci_method})")
+    self.say(f"TFMA {tfma_run}: {', '.join(names)} (baseline {baseline}; {spec.ci_method})")
     started = time.time()
-    tfma_eval.run(models, baseline if len(models) > 1 else None, tasks,
-                  self.data.raw_eval_pattern(), output, ci_method)
+    tfma_eval.run(models, baseline if len(models) > 1 else None, spec.eval_tasks,
+                  self.data.raw_eval_pattern(), output, spec.ci_method, TFMA_SLICES,
+                  spec.auc_thresholds)
     seconds = time.time() - started
     results = tfma_eval.load(output)
     if len(names) == 1 and set(results) == {""}:
@@ -228,6 +244,9 @@ def check(spec: QualitySpec) -> None:
   """
   dataset, _ = resolve_dataset(spec)
   base = _training_config(spec, dataset)
+  untrained = [t for t in spec.eval_tasks if t not in base.tasks]
+  if untrained:
+    raise ValueError(f"eval_tasks {untrained} are not trained; tasks: {list(base.tasks)}")
   for key in spec.sweeps:
     for n1 in spec.n1_values:
       _config(base, SWEEPS[key].variant, spec.sweep_seed, 1, {SWEEPS[key].key: n1})
@@ -284,8 +303,7 @@ def run(spec: QualitySpec, say: Callable[[str], None] = print,
     names = [n for n, r in runs.runs.items() if r["seed"] == seed]
     baseline = run_name("ple", seed)
     names.remove(baseline)
-    tfma_s += runs.evaluate(f"seed{seed}", [baseline] + names, baseline, base.tasks,
-                            spec.ci_method)
+    tfma_s += runs.evaluate(f"seed{seed}", [baseline] + names, baseline, spec)
   timing["tfma_s"] = round(tfma_s, 1)
   timing["train_export_s"] = round(
       sum(r["train_s"] + r["export_s"] for r in runs.runs.values()), 1)

@@ -110,7 +110,8 @@ def to_markdown(results: Mapping[str, Any]) -> str:
   lines = [
       f"# DUIA ablation on {results['dataset']['name']}",
       "",
-      f"`{metric}` on the eval split, evaluated with TFMA. {training['train_rows']:,} train "
+      f"`{metric}` on the eval split, evaluated with TFMA (AUC over "
+      f"{results['spec']['auc_thresholds']:,} thresholds). {training['train_rows']:,} train "
       f"rows; every model trained {training['steps']} steps of {training['batch_size']} "
       f"(~{training['epochs']} epochs) with seeds 0..{seeds - 1}; eval rows: "
       + ", ".join(f"{label} {rows[name]:,}" for label, name in results["slices"].items()

@@ -16,6 +16,7 @@ metric combiners see every example about 21 times). Both report
 mean +- t(0.975, dof) * standard error of the replicates.
 """
 
+import json
 import os
 import shutil
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
@@ -32,17 +33,26 @@ CI_METHODS = {
 }
 # Fixed so that re-running the harness reproduces the intervals too.
 RESAMPLING_SEED = 0
+# TFMA's default. The interval computation repeats the AUC's confusion matrices
+# (one entry per threshold, in Python) for every replicate, slice, model and
+# binary task, so this and the number of slices and tasks set TFMA's run time.
+AUC_THRESHOLDS = 10_000
 
 
 def make_eval_config(tasks: Sequence[str], model_names: Sequence[str],
-                     baseline: Optional[str], ci_method: str) -> tfma.EvalConfig:
+                     baseline: Optional[str], ci_method: str,
+                     slices: Optional[Sequence[Sequence[str]]] = None,
+                     auc_thresholds: int = AUC_THRESHOLDS) -> tfma.EvalConfig:
   """The pipeline's EvalConfig for several named models, no thresholds, with intervals.
 
   Args:
-    tasks: the trained tasks.
+    tasks: the tasks to evaluate (each with the pipeline's metrics for its kind).
     model_names: every model, the baseline included.
     baseline: the name of the baseline model, or None (no diffs).
     ci_method: a key of CI_METHODS.
+    slices: feature-key tuples to slice by (`()` is overall); None keeps the
+      pipeline's slices.
+    auc_thresholds: `num_thresholds` of TFMA's AUC histogram.
 
   Returns:
     The EvalConfig.
@@ -59,6 +69,11 @@ def make_eval_config(tasks: Sequence[str], model_names: Sequence[str],
   for spec in config.metrics_specs:
     for metric in spec.metrics:
       metric.ClearField("threshold")
+      if metric.class_name == "AUC":
+        metric.config = json.dumps({"num_thresholds": auc_thresholds})
+  if slices is not None:
+    del config.slicing_specs[:]
+    config.slicing_specs.extend(tfma.SlicingSpec(feature_keys=list(keys)) for keys in slices)
   template = config.model_specs[0]
   specs = []
   for name in model_names:
@@ -76,19 +91,24 @@ def make_eval_config(tasks: Sequence[str], model_names: Sequence[str],
 
 def run(models: Mapping[str, str], baseline: Optional[str], tasks: Sequence[str],
         data_location: str, output_path: str, ci_method: str,
+        slices: Optional[Sequence[Sequence[str]]] = None,
+        auc_thresholds: int = AUC_THRESHOLDS,
         beam_args: Sequence[str] = configs.LOCAL_BEAM_ARGS) -> None:
   """Evaluates `models` on the raw examples at `data_location` in one TFMA run.
 
   Args:
     models: model name -> SavedModel folder.
     baseline: the baseline's name (a key of `models`), or None.
-    tasks: the trained tasks.
+    tasks: the tasks to evaluate.
     data_location: file pattern of raw tf.Example TFRecords (gzip is detected).
     output_path: TFMA's output folder; emptied first, so no stale shards are read.
     ci_method: a key of CI_METHODS.
+    slices: as in `make_eval_config`.
+    auc_thresholds: as in `make_eval_config`.
     beam_args: Beam options (the pipeline's local FnApiRunner by default).
   """
-  eval_config = make_eval_config(tasks, list(models), baseline, ci_method)
+  eval_config = make_eval_config(tasks, list(models), baseline, ci_method, slices,
+                                 auc_thresholds)
   shared = [tfma.default_eval_shared_model(eval_saved_model_path=path, model_name=name,
                                            eval_config=eval_config)
             for name, path in models.items()]
