@@ -33,6 +33,7 @@ from duia.models import config as model_config
 from duia.models import features
 from duia.models import trainer
 from duia.pipeline import configs, local_runner, report
+from duia.quality import training as quality_training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOVIELENS = os.environ.get("DUIA_MOVIELENS_DIR", os.path.join(
@@ -60,12 +61,11 @@ def prepare(dataset: str, work: str):
   return config, tft.TFTransformOutput(graph), examples
 
 
-def dataset_of(split_dir, tf_transform_output, batch_size, shuffle_seed=None):
+def dataset_of(split_dir, tf_transform_output, batch_size):
+  """One unshuffled pass over a transformed split, as (features, labels)."""
   files = sorted(glob.glob(os.path.join(split_dir, "*.gz")))
   spec = tf_transform_output.transformed_feature_spec()
   data = tf.data.TFRecordDataset(files, compression_type="GZIP")
-  if shuffle_seed is not None:
-    data = data.shuffle(20_000, seed=shuffle_seed).repeat()
   data = data.batch(batch_size).map(lambda x: tf.io.parse_example(x, spec))
   return data.map(trainer.split_labels).prefetch(tf.data.AUTOTUNE)
 
@@ -73,8 +73,10 @@ def dataset_of(split_dir, tf_transform_output, batch_size, shuffle_seed=None):
 def train_and_score(config, tf_transform_output, examples_uri, steps):
   tf.keras.utils.set_random_seed(config.seed)
   model = trainer.build_model(config, tf_transform_output)
-  train = dataset_of(os.path.join(examples_uri, "Split-train"), tf_transform_output,
-                     config.batch_size, shuffle_seed=config.seed)
+  # The Trainer's own input (TFXIO, config.shuffle_buffer).
+  train = trainer.input_fn([os.path.join(examples_uri, "Split-train", "*")],
+                           quality_training.data_accessor(), tf_transform_output,
+                           config.batch_size, config.seed, config.shuffle_buffer)
   started = time.time()
   model.fit(train, epochs=1, steps_per_epoch=steps, verbose=0)
   train_s = time.time() - started

@@ -9,7 +9,7 @@ with the model.
 
 import json
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from absl import logging
 import tensorflow as tf
@@ -67,12 +67,24 @@ def split_labels(transformed: Dict[str, tf.Tensor]):
 
 def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
              tf_transform_output: tft.TFTransformOutput, batch_size: int,
-             seed: int) -> tf.data.Dataset:
-  """Endless, shuffled (features, labels) batches of transformed examples."""
+             seed: int, shuffle_buffer: Optional[int] = None) -> tf.data.Dataset:
+  """Endless, shuffled (features, labels) batches of transformed examples.
+
+  Args:
+    file_pattern: the split's files.
+    data_accessor: the Trainer's DataAccessor.
+    tf_transform_output: the Transform output (schema of the examples).
+    batch_size: rows per batch.
+    seed: shuffle seed.
+    shuffle_buffer: records in the shuffle buffer; None keeps TFXIO's default
+      (10,000). The ingestion writes each user's rows together, so the
+      training split needs a buffer that spans many users
+      (`TrainingConfig.shuffle_buffer`).
+  """
+  buffer = {} if shuffle_buffer is None else {"shuffle_buffer_size": shuffle_buffer}
+  options = tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle_seed=seed, **buffer)
   dataset = data_accessor.tf_dataset_factory(
-      file_pattern,
-      tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle_seed=seed),
-      tf_transform_output.transformed_metadata.schema)
+      file_pattern, options, tf_transform_output.transformed_metadata.schema)
   return dataset.map(split_labels, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
       tf.data.AUTOTUNE)
 
@@ -156,7 +168,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   tf.keras.utils.set_random_seed(config.seed)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
-                   config.batch_size, config.seed)
+                   config.batch_size, config.seed, config.shuffle_buffer)
   evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
                         config.batch_size, config.seed)
   strategy = distribution.make_strategy(

@@ -132,7 +132,7 @@ def train_and_export(config: config_lib.TrainingConfig, data: TransformedData,
   tf_transform_output = tft.TFTransformOutput(data.transform_graph)
   accessor = data_accessor()
   train = trainer.input_fn(data.transformed_files("train"), accessor, tf_transform_output,
-                           config.batch_size, config.seed)
+                           config.batch_size, config.seed, config.shuffle_buffer)
   model = trainer.build_model(config, tf_transform_output)
   started = time.time()
   model.fit(train, epochs=1, steps_per_epoch=config.train_steps, verbose=0)
