@@ -327,7 +327,7 @@ def cmd_bench_quality(args) -> None:
     harness.check(spec)
   except (data_lib.DataNotFoundError, ValueError) as e:
     raise SystemExit(f"duia: {e}") from e
-  results = harness.run(spec, say=_say)
+  results = harness.run(spec, say=_say, from_disk=args.from_disk)
   with open(os.path.join(results["out_dir"], harness.REPORT_MD)) as f:
     print("\n" + f.read())
 
@@ -484,6 +484,10 @@ def build_parser() -> argparse.ArgumentParser:
                       "each further binary task about doubles TFMA's time)")
   p.add_argument("--auc-thresholds", type=int, default=10_000,
                  help="num_thresholds of TFMA's AUC (default 10000, TFMA's own)")
+  p.add_argument("--from-disk", action="store_true",
+                 help="train and evaluate nothing: rebuild the outputs from the models and TFMA "
+                      "outputs an earlier run left in --out (e.g. --seeds 1 after a run was "
+                      "stopped during seed 1's TFMA)")
   p.set_defaults(func=cmd_bench_quality)
   return parser
 

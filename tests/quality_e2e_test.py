@@ -30,11 +30,11 @@ def outputs(tmp_path_factory):
                           "item_children": 2, "memory_dim": 8}})
   results = harness.run(spec, say=lambda _: None,
                         generator_args={"num_users": 300, "num_items": 500})
-  return out, results
+  return out, results, spec
 
 
 def test_writes_json_markdown_and_png_plots(outputs):
-  out, results = outputs
+  out, results, _ = outputs
   for name in (harness.RESULTS_JSON, harness.REPORT_MD):
     assert os.path.getsize(os.path.join(out, name)) > 0
   for name in (harness.AUC_PLOT, harness.SWEEP_PLOT):
@@ -45,7 +45,7 @@ def test_writes_json_markdown_and_png_plots(outputs):
 
 
 def test_every_model_has_metrics_with_bounds_and_paired_diffs(outputs):
-  _, results = outputs
+  _, results, _ = outputs
   runs = results["runs"]
   assert set(runs) == {"ple_s0", "duia_s0", "uhse_n4_s0"}
   # One TFMA run per seed, the sweep's models included.
@@ -75,7 +75,7 @@ def test_every_model_has_metrics_with_bounds_and_paired_diffs(outputs):
 
 
 def test_sweep_reuses_the_matching_model_and_reports_hit_rates(outputs):
-  _, results = outputs
+  _, results, _ = outputs
   points = results["sweeps"]["uhse"]["points"]
   assert [(p["n1"], p["run"]) for p in points] == [(4, "uhse_n4_s0"), (8, "duia_s0")]
   for point in points:
@@ -86,7 +86,7 @@ def test_sweep_reuses_the_matching_model_and_reports_hit_rates(outputs):
 
 
 def test_markdown_numbers_equal_the_json(outputs):
-  out, results = outputs
+  out, results, _ = outputs
   with open(os.path.join(out, harness.REPORT_MD)) as f:
     auc_rows, uplift_rows, _, sweep_rows = tables.parse_tables(f.read())
   assert [r["variant"] for r in auc_rows] == ["ple", "duia"]
@@ -105,3 +105,20 @@ def test_markdown_numbers_equal_the_json(outputs):
     assert int(row["N1"]) == point["n1"]
     assert float(row["low-active"]) == round(point["auc"]["user_activity=low"], 4)
     assert float(row["level-1 hit rate"]) == round(point["hit_rate"], 2)
+
+
+def test_from_disk_rebuilds_the_same_results_without_training(outputs):
+  out, results, spec = outputs
+  with open(os.path.join(out, harness.REPORT_MD)) as f:
+    report = f.read()
+  rebuilt = harness.run(spec, say=lambda _: None, from_disk=True)
+  assert rebuilt["variants"] == results["variants"]
+  assert rebuilt["sweeps"] == results["sweeps"]
+  for name, run in results["runs"].items():
+    assert rebuilt["runs"][name]["metrics"] == run["metrics"]
+    assert rebuilt["runs"][name]["hit_rate"] == run["hit_rate"]
+    assert rebuilt["runs"][name]["train_s"] is None
+  with open(os.path.join(out, harness.REPORT_MD)) as f:
+    rebuilt_report = f.read()
+  # Only the wall-time line differs: nothing was trained or evaluated.
+  assert rebuilt_report.split("Wall time")[0] == report.split("Wall time")[0]

@@ -163,10 +163,13 @@ def run_name(variant: str, seed: int, sweep: Optional[str] = None, n1: Optional[
 class _Runs:
   """Trained models by name, reused when a later request has the same config."""
 
-  def __init__(self, out_dir: str, data: training.TransformedData, say: Callable[[str], None]):
+  def __init__(self, out_dir: str, data: training.TransformedData, say: Callable[[str], None],
+               from_disk: bool = False):
     self.out_dir = out_dir
     self.data = data
     self.say = say
+    # Rebuild the results from the models and TFMA outputs already on disk.
+    self.from_disk = from_disk
     self.runs: Dict[str, Dict[str, Any]] = {}
     self._by_config: Dict[str, str] = {}
 
@@ -176,10 +179,14 @@ class _Runs:
     if key in self._by_config:
       return self._by_config[key]
     model_dir = os.path.join(self.out_dir, "models", name)
-    self.say(f"training {name} ({config.train_steps} steps)")
-    trained = training.train_and_export(config, self.data, model_dir)
-    self.say(f"    {trained.train_s}s train, {trained.export_s}s export"
-             + (f"; level-1 hit {trained.hit_rates()}" if trained.clusters else ""))
+    if self.from_disk:
+      trained = training.TrainedModel.from_disk(model_dir)
+    else:
+      self.say(f"training {name} ({config.train_steps} steps)")
+      trained = training.train_and_export(config, self.data, model_dir)
+    if not self.from_disk:
+      self.say(f"    {trained.train_s}s train, {trained.export_s}s export"
+               + (f"; level-1 hit {trained.hit_rates()}" if trained.clusters else ""))
     self.runs[name] = dict(
         info, name=name, seed=config.seed, variant=config.duia.variant,
         model_dir=model_dir, train_s=trained.train_s, export_s=trained.export_s,
@@ -195,9 +202,14 @@ class _Runs:
     models = {n: self.runs[n]["model_dir"] for n in names}
     self.say(f"TFMA {tfma_run}: {', '.join(names)} (baseline {baseline}; {spec.ci_method})")
     started = time.time()
-    tfma_eval.run(models, baseline if len(models) > 1 else None, spec.eval_tasks,
-                  self.data.raw_eval_pattern(), output, spec.ci_method, TFMA_SLICES,
-                  spec.auc_thresholds)
+    if self.from_disk:
+      if not os.path.exists(output):
+        raise FileNotFoundError(f"No TFMA output at {output}; run without --from-disk, or "
+                                f"with fewer --seeds")
+    else:
+      tfma_eval.run(models, baseline if len(models) > 1 else None, spec.eval_tasks,
+                    self.data.raw_eval_pattern(), output, spec.ci_method, TFMA_SLICES,
+                    spec.auc_thresholds)
     seconds = time.time() - started
     results = tfma_eval.load(output)
     if len(names) == 1 and set(results) == {""}:
@@ -253,13 +265,18 @@ def check(spec: QualitySpec) -> None:
 
 
 def run(spec: QualitySpec, say: Callable[[str], None] = print,
-        generator_args: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+        generator_args: Optional[Mapping[str, Any]] = None,
+        from_disk: bool = False) -> Dict[str, Any]:
   """Runs the whole harness and writes its outputs.
 
   Args:
     spec: what to run.
     say: progress printer.
     generator_args: extra `GeneratorConfig` fields for generated data (tests).
+    from_disk: train and evaluate nothing; rebuild the outputs from the
+      models and TFMA outputs an earlier run of the same spec left in the
+      output folder (e.g. with fewer `seeds` when a run was stopped during a
+      later seed's TFMA). Training times are then unknown (None).
 
   Returns:
     The results, as written to `<out_dir>/quality.json`.
@@ -274,14 +291,15 @@ def run(spec: QualitySpec, say: Callable[[str], None] = print,
   pipeline = configs.PipelineConfig(
       root=os.path.join(out_dir, "pipeline"), data_root=dataset.data_root,
       mapping_path=dataset.mapping_path, training=base, enable_cache=True)
-  say(f"pipeline up to Transform on {dataset.data_root} ({dataset.name})")
-  local_runner.run(pipeline, to_node="Transform")
+  if not from_disk:
+    say(f"pipeline up to Transform on {dataset.data_root} ({dataset.name})")
+    local_runner.run(pipeline, to_node="Transform")
   data = training.TransformedData.from_metadata(pipeline.metadata_path)
   train_rows = data.count_rows("train")
   steps = _steps(spec, base, train_rows)
   timing["prepare_s"] = round(time.time() - started, 1)
 
-  runs = _Runs(out_dir, data, say)
+  runs = _Runs(out_dir, data, say, from_disk)
   for seed in range(spec.seeds):
     for variant in spec.main_variants():
       runs.train(run_name(variant, seed), _config(base, variant, seed, steps), table=True)
@@ -305,8 +323,9 @@ def run(spec: QualitySpec, say: Callable[[str], None] = print,
     names.remove(baseline)
     tfma_s += runs.evaluate(f"seed{seed}", [baseline] + names, baseline, spec)
   timing["tfma_s"] = round(tfma_s, 1)
-  timing["train_export_s"] = round(
-      sum(r["train_s"] + r["export_s"] for r in runs.runs.values()), 1)
+  if not from_disk:
+    timing["train_export_s"] = round(
+        sum(r["train_s"] + r["export_s"] for r in runs.runs.values()), 1)
   timing["total_s"] = round(time.time() - started, 1)
 
   results = assemble(spec, dataset, base, steps, train_rows, runs.runs, sweep_points, timing)

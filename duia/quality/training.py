@@ -11,10 +11,11 @@ first 20 batches, because DUIA Table 9's hit rate is over the test set.
 
 import dataclasses
 import gc
+import json
 import glob
 import os
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -97,14 +98,26 @@ class TrainedModel:
 
   Attributes:
     model_dir: the SavedModel (serving signatures, `assets.extra/`).
-    train_s: wall seconds of `fit`.
-    export_s: wall seconds of the export.
+    train_s: wall seconds of `fit` (None when read from disk).
+    export_s: wall seconds of the export (None when read from disk).
     clusters: `cluster_report.build_report` on the whole eval split ({} for PLE).
   """
   model_dir: str
-  train_s: float
-  export_s: float
+  train_s: Optional[float]
+  export_s: Optional[float]
   clusters: Dict[str, Any]
+
+  @classmethod
+  def from_disk(cls, model_dir: str) -> "TrainedModel":
+    """An exported model as `train_and_export` left it (times unknown: None)."""
+    if not os.path.exists(os.path.join(model_dir, "saved_model.pb")):
+      raise FileNotFoundError(f"No SavedModel in {model_dir}")
+    path = os.path.join(model_dir, "assets.extra", cluster_report.REPORT_FILE)
+    clusters = {}
+    if os.path.exists(path):
+      with open(path) as f:
+        clusters = json.load(f)
+    return cls(model_dir, None, None, clusters)
 
   def hit_rates(self) -> Dict[str, float]:
     """Level-1 hit fraction per memory (DUIA Table 9)."""
