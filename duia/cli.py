@@ -327,7 +327,10 @@ def cmd_bench_quality(args) -> None:
     harness.check(spec)
   except (data_lib.DataNotFoundError, ValueError) as e:
     raise SystemExit(f"duia: {e}") from e
-  results = harness.run(spec, say=_say, from_disk=args.from_disk)
+  if args.from_disk and args.resume:
+    raise SystemExit("duia: --from-disk computes nothing and --resume computes what is "
+                     "missing; give one of them")
+  results = harness.run(spec, say=_say, from_disk=args.from_disk, resume=args.resume)
   with open(os.path.join(results["out_dir"], harness.REPORT_MD)) as f:
     print("\n" + f.read())
 
@@ -488,6 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
                  help="train and evaluate nothing: rebuild the outputs from the models and TFMA "
                       "outputs an earlier run left in --out (e.g. --seeds 1 after a run was "
                       "stopped during seed 1's TFMA)")
+  p.add_argument("--resume", action="store_true",
+                 help="reuse every model and TFMA output an earlier run in --out finished with "
+                      "the same config; train and evaluate the rest (e.g. after a stop)")
   p.set_defaults(func=cmd_bench_quality)
   return parser
 

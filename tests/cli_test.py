@@ -73,3 +73,6 @@ def test_bench_quality_rejects_bad_flags(tmp_path):
               "--out", str(tmp_path)])
   with pytest.raises(SystemExit, match="auc_thresholds must be >= 2"):
     cli.main(["bench", "quality", "--auc-thresholds", "1", "--out", str(tmp_path)])
+  with pytest.raises(SystemExit, match="give one of them"):
+    cli.main(["bench", "quality", "--from-disk", "--resume", "--data", "generated",
+              "--out", str(tmp_path)])

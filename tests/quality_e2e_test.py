@@ -3,13 +3,19 @@ variants trained with the Trainer's code, TFMA with PLE as the baseline, a
 2-point N1 sweep, and the JSON, Markdown and PNG outputs agreeing.
 """
 
+import dataclasses
 import json
 import os
+import shutil
 
 import pytest
 
+from duia.models import config as model_config
+from duia.models import trainer
 from duia.quality import harness
 from duia.quality import tables
+from duia.quality import tfma_eval
+from duia.quality import training
 
 pytestmark = pytest.mark.e2e
 
@@ -117,9 +123,44 @@ def test_from_disk_rebuilds_the_same_results_without_training(outputs):
   for name, run in results["runs"].items():
     assert rebuilt["runs"][name]["metrics"] == run["metrics"]
     assert rebuilt["runs"][name]["hit_rate"] == run["hit_rate"]
-    assert rebuilt["runs"][name]["train_s"] is None
+    assert rebuilt["runs"][name]["train_s"] == run["train_s"]  # as the model recorded it
   with open(os.path.join(out, harness.REPORT_MD)) as f:
     rebuilt_report = f.read()
   # The same report, without the wall-time line: nothing was trained or evaluated.
   assert "Wall time" in report and "Wall time" not in rebuilt_report
   assert rebuilt_report.rstrip() == report.split("Wall time")[0].rstrip()
+
+
+def test_resume_reuses_finished_models_and_tfma_outputs(outputs):
+  out, results, spec = outputs
+  said = []
+  resumed = harness.run(spec, say=said.append, resume=True)
+  assert not any(line.startswith(("training", "TFMA")) for line in said), said
+  assert sum(line.startswith("reusing") for line in said) == len(results["runs"]) + 1
+  for name, run in results["runs"].items():
+    assert resumed["runs"][name]["metrics"] == run["metrics"]
+  assert resumed["timing"]["train_export_s"] == 0
+
+
+def test_resume_redoes_what_is_unfinished_or_configured_differently(outputs, tmp_path):
+  out, results, spec = outputs
+  run = results["runs"]["duia_s0"]
+  assert training.finished_model(run["model_dir"], _config_of(run["model_dir"])) is not None
+  other = dataclasses.replace(_config_of(run["model_dir"]), seed=7)
+  assert training.finished_model(run["model_dir"], other) is None
+  # A TFMA output still holding Beam's temporary folder was stopped midway.
+  copied = shutil.copytree(os.path.join(out, "tfma", "seed0"), str(tmp_path / "seed0"))
+  models = {n: r["model_dir"] for n, r in results["runs"].items()}
+  names = ["ple_s0"] + [n for n in models if n != "ple_s0"]
+  args = ({n: models[n] for n in names}, "ple_s0", spec.eval_tasks,
+          results["eval_data"], copied, spec.ci_method, harness.TFMA_SLICES,
+          spec.auc_thresholds)
+  assert tfma_eval.finished(*args)
+  assert not tfma_eval.finished(*args[:-1], 10_000)  # another AUC histogram
+  os.makedirs(os.path.join(copied, "beam-temp-metrics-0"))
+  assert not tfma_eval.finished(*args)
+
+
+def _config_of(model_dir):
+  with open(os.path.join(model_dir, "assets.extra", trainer.CONFIG_FILE)) as f:
+    return model_config.TrainingConfig.from_json(f.read())

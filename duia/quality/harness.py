@@ -47,13 +47,16 @@ class _Runs:
   """Trained models by name, reused when a later request has the same config."""
 
   def __init__(self, out_dir: str, data: training.TransformedData, say: Callable[[str], None],
-               from_disk: bool = False):
+               from_disk: bool = False, resume: bool = False):
     self.out_dir = out_dir
     self.data = data
     self.say = say
     # Rebuild the results from the models and TFMA outputs already on disk.
     self.from_disk = from_disk
+    # Reuse the finished models and TFMA outputs on disk; compute the rest.
+    self.resume = resume
     self.runs: Dict[str, Dict[str, Any]] = {}
+    self.trained_now: set = set()
     self._by_config: Dict[str, str] = {}
 
   def train(self, name: str, config: model_config.TrainingConfig, **info) -> str:
@@ -62,12 +65,17 @@ class _Runs:
     if key in self._by_config:
       return self._by_config[key]
     model_dir = os.path.join(self.out_dir, "models", name)
+    trained = None
     if self.from_disk:
       trained = training.TrainedModel.from_disk(model_dir)
-    else:
+    elif self.resume:
+      trained = training.finished_model(model_dir, config)
+      if trained:
+        self.say(f"reusing {name}: finished with the same config in {model_dir}")
+    if trained is None:
       self.say(f"training {name} ({config.train_steps} steps)")
       trained = training.train_and_export(config, self.data, model_dir)
-    if not self.from_disk:
+      self.trained_now.add(name)
       self.say(f"    {trained.train_s}s train, {trained.export_s}s export"
                + (f"; level-1 hit {trained.hit_rates()}" if trained.clusters else ""))
     self.runs[name] = dict(
@@ -83,16 +91,20 @@ class _Runs:
     """One TFMA run over `names` (baseline included); stores metrics and diffs."""
     output = os.path.join(self.out_dir, "tfma", tfma_run)
     models = {n: self.runs[n]["model_dir"] for n in names}
-    self.say(f"TFMA {tfma_run}: {', '.join(names)} (baseline {baseline}; {spec.ci_method})")
+    args = (models, baseline if len(models) > 1 else None, spec.eval_tasks,
+            self.data.raw_eval_pattern(), output, spec.ci_method, TFMA_SLICES,
+            spec.auc_thresholds)
     started = time.time()
     if self.from_disk:
       if not os.path.exists(output):
         raise FileNotFoundError(f"No TFMA output at {output}; run without --from-disk, or "
                                 f"with fewer --seeds")
+    elif (self.resume and not self.trained_now.intersection(names)
+          and tfma_eval.finished(*args)):
+      self.say(f"reusing TFMA {tfma_run}: finished for the same models and config in {output}")
     else:
-      tfma_eval.run(models, baseline if len(models) > 1 else None, spec.eval_tasks,
-                    self.data.raw_eval_pattern(), output, spec.ci_method, TFMA_SLICES,
-                    spec.auc_thresholds)
+      self.say(f"TFMA {tfma_run}: {', '.join(names)} (baseline {baseline}; {spec.ci_method})")
+      tfma_eval.run(*args)
     seconds = time.time() - started
     results = tfma_eval.load(output)
     if len(names) == 1 and set(results) == {""}:
@@ -149,7 +161,7 @@ def check(spec: QualitySpec) -> None:
 
 def run(spec: QualitySpec, say: Callable[[str], None] = print,
         generator_args: Optional[Mapping[str, Any]] = None,
-        from_disk: bool = False) -> Dict[str, Any]:
+        from_disk: bool = False, resume: bool = False) -> Dict[str, Any]:
   """Runs the whole harness and writes its outputs.
 
   Args:
@@ -159,7 +171,11 @@ def run(spec: QualitySpec, say: Callable[[str], None] = print,
     from_disk: train and evaluate nothing; rebuild the outputs from the
       models and TFMA outputs an earlier run of the same spec left in the
       output folder (e.g. with fewer `seeds` when a run was stopped during a
-      later seed's TFMA). Training times are then unknown (None).
+      later seed's TFMA). Training times are those the models recorded.
+    resume: reuse every model and TFMA output an earlier run finished with
+      the same config (`training.finished_model`, `tfma_eval.finished`);
+      train and evaluate the rest. A TFMA run is redone when any of its
+      models was (re)trained.
 
   Returns:
     The results, as written to `<out_dir>/quality.json`.
@@ -182,7 +198,7 @@ def run(spec: QualitySpec, say: Callable[[str], None] = print,
   steps = _steps(spec, base, train_rows)
   timing["prepare_s"] = round(time.time() - started, 1)
 
-  runs = _Runs(out_dir, data, say, from_disk)
+  runs = _Runs(out_dir, data, say, from_disk, resume)
   for seed in range(spec.seeds):
     for variant in spec.main_variants():
       runs.train(run_name(variant, seed), _config(base, variant, seed, steps), table=True)
@@ -206,15 +222,18 @@ def run(spec: QualitySpec, say: Callable[[str], None] = print,
     names.remove(baseline)
     tfma_s += runs.evaluate(f"seed{seed}", [baseline] + names, baseline, spec)
   if from_disk:
-    timing = {}  # the run that trained and evaluated had the times; they were not kept
+    timing = {}  # nothing was computed; each model keeps the times it recorded
   else:
+    # This invocation's work only: with `resume`, reused models and TFMA
+    # outputs cost nothing here.
     timing["tfma_s"] = round(tfma_s, 1)
-    timing["train_export_s"] = round(
-        sum(r["train_s"] + r["export_s"] for r in runs.runs.values()), 1)
+    timing["train_export_s"] = round(sum(
+        runs.runs[n]["train_s"] + runs.runs[n]["export_s"] for n in runs.trained_now), 1)
     timing["total_s"] = round(time.time() - started, 1)
 
   results = assemble(spec, dataset, base, steps, train_rows, runs.runs, sweep_points, timing)
   results["out_dir"] = out_dir
+  results["eval_data"] = data.raw_eval_pattern()  # the raw examples TFMA read
   write_outputs(results, out_dir)
   say(f"wrote {os.path.join(out_dir, RESULTS_JSON)}, {REPORT_MD}, {AUC_PLOT}"
       + (f", {SWEEP_PLOT}" if results["sweeps"] else ""))

@@ -23,6 +23,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from apache_beam.options import pipeline_options
 import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.utils import config_util
+from tensorflow_model_analysis.writers import eval_config_writer
 
 from duia.pipeline import configs
 from duia.pipeline import eval_config as eval_config_lib
@@ -87,6 +89,32 @@ def make_eval_config(tasks: Sequence[str], model_names: Sequence[str],
   config.options.compute_confidence_intervals.value = True
   config.options.confidence_intervals.method = CI_METHODS[ci_method]
   return config
+
+
+def finished(models: Mapping[str, str], baseline: Optional[str], tasks: Sequence[str],
+             data_location: str, output_path: str, ci_method: str,
+             slices: Optional[Sequence[Sequence[str]]] = None,
+             auc_thresholds: int = AUC_THRESHOLDS) -> bool:
+  """Whether `output_path` holds a finished `run` with exactly these arguments.
+
+  TFMA writes `eval_config.json` (the EvalConfig, data location and model
+  folders) first and its output shards through Beam's temporary folders, which
+  are removed when the run finishes; so a run stopped midway has no metrics
+  shard or still has `beam-temp-*` folders.
+  """
+  if not os.path.exists(os.path.join(output_path, eval_config_writer.EVAL_CONFIG_FILE + ".json")):
+    return False
+  names = os.listdir(output_path)
+  if any(n.startswith("beam-temp") for n in names) or not any(
+      n.startswith(tfma.constants.METRICS_KEY) for n in names):
+    return False
+  eval_config, location, _, model_locations = eval_config_writer.load_eval_run(output_path)
+  # As `run_model_analysis` stores it: with TFMA's defaults filled in.
+  expected = config_util.update_eval_config_with_defaults(
+      make_eval_config(tasks, list(models), baseline, ci_method, slices, auc_thresholds),
+      has_baseline=len(models) > 1)
+  return (eval_config == expected and location == data_location
+          and model_locations == dict(models))
 
 
 def run(models: Mapping[str, str], baseline: Optional[str], tasks: Sequence[str],

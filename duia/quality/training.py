@@ -32,6 +32,9 @@ from duia.pipeline import report
 
 _TELEMETRY = ["DuiaQualityHarness"]
 EVAL_BATCH = 1024
+# Training and export seconds, written next to the SavedModel after everything
+# else; its presence marks a finished model (`finished_model`).
+TIMES_FILE = "train_times.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,19 +112,43 @@ class TrainedModel:
 
   @classmethod
   def from_disk(cls, model_dir: str) -> "TrainedModel":
-    """An exported model as `train_and_export` left it (times unknown: None)."""
+    """An exported model as `train_and_export` left it (times None when not recorded)."""
     if not os.path.exists(os.path.join(model_dir, "saved_model.pb")):
       raise FileNotFoundError(f"No SavedModel in {model_dir}")
-    path = os.path.join(model_dir, "assets.extra", cluster_report.REPORT_FILE)
-    clusters = {}
-    if os.path.exists(path):
-      with open(path) as f:
-        clusters = json.load(f)
-    return cls(model_dir, None, None, clusters)
+    clusters = _read_json(os.path.join(model_dir, "assets.extra", cluster_report.REPORT_FILE))
+    times = _read_json(os.path.join(model_dir, TIMES_FILE))
+    return cls(model_dir, times.get("train_s"), times.get("export_s"), clusters or {})
 
   def hit_rates(self) -> Dict[str, float]:
     """Level-1 hit fraction per memory (DUIA Table 9)."""
     return {name: r["level1_hit_fraction"] for name, r in self.clusters.items()}
+
+
+def _read_json(path: str) -> Dict[str, Any]:
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
+def finished_model(model_dir: str, config: config_lib.TrainingConfig) -> Optional[TrainedModel]:
+  """The model an earlier run finished exporting to `model_dir` with `config`, or None.
+
+  Finished means: the SavedModel's recorded config (`assets.extra/
+  training_config.json`, written by `trainer.export`) equals `config`, and
+  what `train_and_export` writes after the export is there: `TIMES_FILE`, or,
+  for models exported before it was written, the cluster report of a model
+  with memories (PLE has none).
+  """
+  recorded = _read_json(os.path.join(model_dir, "assets.extra", trainer.CONFIG_FILE))
+  if not recorded or recorded != json.loads(config.to_json()):
+    return None
+  has_report = os.path.exists(os.path.join(model_dir, "assets.extra",
+                                           cluster_report.REPORT_FILE))
+  if not (os.path.exists(os.path.join(model_dir, TIMES_FILE))
+          or has_report or config.duia.variant == "ple"):
+    return None
+  return TrainedModel.from_disk(model_dir)
 
 
 def train_and_export(config: config_lib.TrainingConfig, data: TransformedData,
@@ -136,6 +163,9 @@ def train_and_export(config: config_lib.TrainingConfig, data: TransformedData,
   Returns:
     The exported model and its timings and cluster report.
   """
+  times = os.path.join(model_dir, TIMES_FILE)
+  if os.path.exists(times):  # a stale mark must not vouch for a half-written model
+    os.remove(times)
   # Models of earlier runs stay in Keras' graph state otherwise; 20+ models in
   # one process would keep growing and slow down.
   tf.keras.backend.clear_session()
@@ -161,4 +191,7 @@ def train_and_export(config: config_lib.TrainingConfig, data: TransformedData,
     clusters = cluster_report.build_report(model, (batch for batch, _ in evaluation))
     cluster_report.write_report(clusters, os.path.join(
         model_dir, "assets.extra", cluster_report.REPORT_FILE))
-  return TrainedModel(model_dir, round(train_s, 1), round(export_s, 1), clusters)
+  trained = TrainedModel(model_dir, round(train_s, 1), round(export_s, 1), clusters)
+  with open(times, "w") as f:
+    json.dump({"train_s": trained.train_s, "export_s": trained.export_s}, f)
+  return trained
