@@ -1,8 +1,12 @@
 """The ingestion pipeline on Beam: read, parse, join, derive, split, write.
 
-    exposures --parse--> by item --CoGroupByKey(items)--> annotate popularity
-              --by user--CoGroupByKey(users)--> point-in-time sweep --> split
+    exposures --parse--> by user --CoGroupByKey(users)--> known users' exposures
+              --by item--CoGroupByKey(items)--> annotate popularity
+              --by user--CoGroupByKey(the users' profiles)--> point-in-time sweep --> split
     every failure on the way --> quarantine (JSON lines with source and reason)
+
+Each user's profile row meets its exposures again only in the last group-by,
+once per user, rather than riding on every exposure through the item join.
 
 The joins are keyed group-bys, so the same code shards by item and by user on a
 distributed runner (DESIGN section 8).
@@ -22,7 +26,6 @@ from duia.models import features
 
 QUARANTINE = "quarantine"
 LOW_ACTIVITY_THRESHOLD = "low_activity_threshold"
-_USER_PROFILE = "_user_profile"  # the joined user row, carried on each exposure
 SPLITS = (point_in_time.TRAIN, point_in_time.EVAL)
 
 
@@ -151,9 +154,11 @@ class _DeriveUsers(beam.DoFn):
     self._mapping = mapping
 
   def process(self, grouped, eval_start_ts, low_activity_threshold):
-    _, exposures = grouped
-    exposures = list(exposures)
-    user = exposures[0][_USER_PROFILE]
+    _, joined = grouped
+    exposures = list(joined["exposures"])
+    if not exposures:  # every exposure of the user was quarantined at the item join
+      return
+    (user,) = joined["profile"]
     for split, example in point_in_time.derive_user_examples(
         user, exposures, self._mapping, eval_start_ts, low_activity_threshold):
       yield beam.pvalue.TaggedOutput(split, example)
@@ -178,14 +183,17 @@ def IngestRawLogs(pipeline, mapping: mapping_lib.MappingConfig, data_root: str):
   # Users first, so exposures of unknown users count toward no item's popularity.
   user_joined = _join_profiles("Users", tables["users"].rows, tables["exposures"].rows,
                                features.USER_ID, "users", quarantined)
-  with_user = user_joined | "AttachUser" >> beam.FlatMap(
-      lambda joined: ({**row, _USER_PROFILE: joined[1]} for row in joined[2]))
-  item_joined = _join_profiles("Items", tables["items"].rows, with_user,
+  known_users = user_joined | "KnownUsers" >> beam.Map(lambda joined: (joined[0], joined[1]))
+  known_exposures = user_joined | "KnownUserExposures" >> beam.FlatMap(
+      lambda joined: joined[2])
+  item_joined = _join_profiles("Items", tables["items"].rows, known_exposures,
                                features.ITEM_ID, "items", quarantined)
   annotated = item_joined | "AnnotateItems" >> beam.ParDo(_AnnotateItems(mapping))
-  per_user = (annotated
-              | "AnnotatedByUser" >> beam.Map(lambda r: (r[features.USER_ID], r))
-              | "GroupByUser" >> beam.GroupByKey())
+  per_user = (
+      {"profile": known_users,
+       "exposures": annotated | "AnnotatedByUser" >> beam.Map(
+           lambda r: (r[features.USER_ID], r))}
+      | "GroupByUser" >> beam.CoGroupByKey())
 
   if mapping.split.mode == "global":
     eval_start = beam.pvalue.AsSingleton(
