@@ -113,8 +113,8 @@ def main() -> None:
   parser.add_argument("--out", default="variant_quality.json",
                       help="file name under benchmarks/results/")
   args = parser.parse_args()
-  from duia import cli  # pylint: disable=g-import-not-at-top
-  extra = cli._parse_overrides(args.set)  # pylint: disable=protected-access
+  from duia.cli import common  # pylint: disable=g-import-not-at-top
+  extra = common.parse_overrides(args.set)
   autograph_rules.skip_tf_keras_conversion()
   results = {}
   for dataset in args.datasets.split(","):

@@ -6,6 +6,8 @@ import sys
 import pytest
 
 from duia import cli
+from duia.cli import common
+from duia.cli import app as cli_app
 
 SUBCOMMANDS = ["generate", "run", "report", "compile", "serve", "predict", "demo", "bench"]
 
@@ -13,7 +15,7 @@ SUBCOMMANDS = ["generate", "run", "report", "compile", "serve", "predict", "demo
 @pytest.mark.parametrize("command", SUBCOMMANDS)
 def test_every_subcommand_has_help(command, capsys):
   with pytest.raises(SystemExit) as exit_info:
-    cli.build_parser().parse_args([command, "--help"])
+    cli_app.build_parser().parse_args([command, "--help"])
   assert exit_info.value.code == 0
   assert f"usage: duia {command}" in capsys.readouterr().out
 
@@ -26,10 +28,10 @@ def test_console_script_is_installed():
 
 
 def test_overrides_become_nested_typed_values():
-  assert cli._parse_overrides(["ple.num_levels=3", "tasks=[\"like\"]", "fusion=sum"]) == {  # pylint: disable=protected-access
+  assert common.parse_overrides(["ple.num_levels=3", "tasks=[\"like\"]", "fusion=sum"]) == {  # pylint: disable=protected-access
       "ple": {"num_levels": 3}, "tasks": ["like"], "fusion": "sum"}
   with pytest.raises(SystemExit, match="key=value"):
-    cli._parse_overrides(["oops"])  # pylint: disable=protected-access
+    common.parse_overrides(["oops"])
 
 
 def test_generate_writes_logs(tmp_path, capsys):
@@ -42,7 +44,7 @@ def test_generate_writes_logs(tmp_path, capsys):
 
 def test_bench_quality_has_help(capsys):
   with pytest.raises(SystemExit) as exit_info:
-    cli.build_parser().parse_args(["bench", "quality", "--help"])
+    cli_app.build_parser().parse_args(["bench", "quality", "--help"])
   assert exit_info.value.code == 0
   out = capsys.readouterr().out
   for flag in ("--data", "--data-root", "--seeds", "--variants", "--n1", "--out", "--rows"):

@@ -8,6 +8,8 @@ import os
 import pytest
 
 from duia import cli
+from duia.cli import app as cli_app
+from duia.cli import pipeline_cmds
 from duia.models import config as model_config
 from duia.pipeline import configs
 from duia.pipeline import metadata_config
@@ -24,7 +26,7 @@ def _write(tmp_path, raw, name="runtime.json"):
 
 
 def _cli_config(argv):
-  return cli._pipeline_config(cli.build_parser().parse_args(argv))  # pylint: disable=protected-access
+  return pipeline_cmds.pipeline_config(cli_app.build_parser().parse_args(argv))
 
 
 def test_the_examples_are_shipped():

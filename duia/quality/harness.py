@@ -88,13 +88,17 @@ class _Runs:
 
   def evaluate(self, tfma_run: str, names: Sequence[str], baseline: str,
                spec: QualitySpec) -> float:
-    """One TFMA run over `names` (baseline included); stores metrics and diffs."""
+    """One TFMA run over `names` (baseline included); stores metrics and diffs.
+
+    Returns:
+      The seconds TFMA ran here (0 when its output was reused or read).
+    """
     output = os.path.join(self.out_dir, "tfma", tfma_run)
     models = {n: self.runs[n]["model_dir"] for n in names}
     args = (models, baseline if len(models) > 1 else None, spec.eval_tasks,
             self.data.raw_eval_pattern(), output, spec.ci_method, TFMA_SLICES,
             spec.auc_thresholds)
-    started = time.time()
+    seconds = 0.0
     if self.from_disk:
       if not os.path.exists(output):
         raise FileNotFoundError(f"No TFMA output at {output}; run without --from-disk, or "
@@ -104,8 +108,10 @@ class _Runs:
       self.say(f"reusing TFMA {tfma_run}: finished for the same models and config in {output}")
     else:
       self.say(f"TFMA {tfma_run}: {', '.join(names)} (baseline {baseline}; {spec.ci_method})")
+      started = time.time()
       tfma_eval.run(*args)
-    seconds = time.time() - started
+      seconds = time.time() - started
+      self.say(f"    {seconds:.0f}s")
     results = tfma_eval.load(output)
     if len(names) == 1 and set(results) == {""}:
       results = {names[0]: results[""]}  # a lone model's keys may carry no name
@@ -115,7 +121,6 @@ class _Runs:
                            f"it has {sorted(results)}")
       self.runs[name].update(metrics=results[name]["metrics"], tfma_run=tfma_run,
                              diff_vs_ple=results[name]["diff"])
-    self.say(f"    {seconds:.0f}s")
     return seconds
 
 
