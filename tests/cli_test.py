@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from duia import cli
-from duia.cli import common
 from duia.cli import app as cli_app
+from duia.cli import common
 
 SUBCOMMANDS = ["generate", "run", "report", "compile", "serve", "predict", "demo", "bench"]
 
@@ -28,7 +28,7 @@ def test_console_script_is_installed():
 
 
 def test_overrides_become_nested_typed_values():
-  assert common.parse_overrides(["ple.num_levels=3", "tasks=[\"like\"]", "fusion=sum"]) == {  # pylint: disable=protected-access
+  assert common.parse_overrides(["ple.num_levels=3", "tasks=[\"like\"]", "fusion=sum"]) == {
       "ple": {"num_levels": 3}, "tasks": ["like"], "fusion": "sum"}
   with pytest.raises(SystemExit, match="key=value"):
     common.parse_overrides(["oops"])

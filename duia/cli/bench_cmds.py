@@ -18,12 +18,9 @@ def cmd_bench_quality(args) -> None:
         sweep_seed=args.sweep_seed, epochs=args.epochs, steps=args.steps, preset=args.preset,
         overrides=common.parse_overrides(args.set or []), ci_method=args.ci_method,
         eval_tasks=args.eval_tasks, auc_thresholds=args.auc_thresholds)
-    harness.check(spec)
+    harness.check(spec, args.from_disk, args.resume)
   except (data_lib.DataNotFoundError, ValueError) as e:
     raise SystemExit(f"duia: {e}") from e
-  if args.from_disk and args.resume:
-    raise SystemExit("duia: --from-disk computes nothing and --resume computes what is "
-                     "missing; give one of them")
   results = harness.run(spec, say=common.say, from_disk=args.from_disk, resume=args.resume)
   with open(os.path.join(results["out_dir"], harness.REPORT_MD)) as f:
     print("\n" + f.read())

@@ -20,7 +20,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Set, Tuple
 
 from duia.models import config as model_config
 from duia.pipeline import configs
@@ -56,7 +56,7 @@ class _Runs:
     # Reuse the finished models and TFMA outputs on disk; compute the rest.
     self.resume = resume
     self.runs: Dict[str, Dict[str, Any]] = {}
-    self.trained_now: set = set()
+    self.trained_now: Set[str] = set()
     self._by_config: Dict[str, str] = {}
 
   def train(self, name: str, config: model_config.TrainingConfig, **info) -> str:
@@ -148,12 +148,16 @@ def resolve_dataset(spec: QualitySpec) -> Tuple[data_lib.Dataset, str]:
   return data_lib.resolve(spec.data, spec.data_root, spec.rows, out_dir), out_dir
 
 
-def check(spec: QualitySpec) -> None:
+def check(spec: QualitySpec, from_disk: bool = False, resume: bool = False) -> None:
   """Raises (ValueError, DataNotFoundError) now what would otherwise fail mid-run.
 
-  The data must be there, the overrides must be valid keys, and every sweep
-  point must be a valid config (e.g. UIE's N1 >= duia.flat_top_k).
+  The data must be there, the overrides must be valid keys, every sweep point
+  must be a valid config (e.g. UIE's N1 >= duia.flat_top_k), and at most one
+  of `run`'s `from_disk` and `resume` may be set.
   """
+  if from_disk and resume:
+    raise ValueError("from_disk computes nothing and resume computes what is missing; "
+                     "give one of them")
   dataset, _ = resolve_dataset(spec)
   base = _training_config(spec, dataset)
   untrained = [t for t in spec.eval_tasks if t not in base.tasks]
@@ -187,7 +191,7 @@ def run(spec: QualitySpec, say: Callable[[str], None] = print,
   """
   started = time.time()
   timing: Dict[str, float] = {}
-  check(spec)
+  check(spec, from_disk, resume)
   dataset, out_dir = resolve_dataset(spec)
   os.makedirs(out_dir, exist_ok=True)
   data_lib.ensure_generated(dataset, **dict(generator_args or {}))
