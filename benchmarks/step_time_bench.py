@@ -59,6 +59,13 @@ def synthetic_batch(seed: int):
   y = {features.LABEL_VALID: tf.constant((rng.random(BATCH) < 0.4).astype("float32")),
        features.LABEL_LIKE: tf.constant((rng.random(BATCH) < 0.1).astype("float32")),
        features.LABEL_WATCH: tf.constant(rng.random(BATCH).astype("float32") * 3)}
+  # Ages in days aligned with their ids, as Transform emits hist_ts/neg_ts;
+  # drawn last so the batches above stay those of earlier measurements.
+  for ts_key, ids_key in ((features.HIST_TS, features.HIST_ITEM_IDS),
+                          (features.NEG_TS, features.NEG_ITEM_IDS)):
+    ids = x[XF(ids_key)].numpy()
+    ages = np.cumsum(rng.exponential(2.0, ids.shape), axis=1)
+    x[XF(ts_key)] = tf.constant(np.where(ids != 0, ages, 0.0), tf.float32)
   return x, y
 
 

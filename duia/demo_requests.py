@@ -17,10 +17,10 @@ import tensorflow as tf
 from duia.models import features
 
 USER_KEYS = (features.USER_SCALAR_STRING + features.USER_SEQUENCE_STRING
-             + features.USER_SCALAR_INT)
+             + features.USER_SCALAR_INT + features.USER_SEQUENCE_INT)
 ITEM_KEYS = (features.ITEM_SCALAR_STRING + features.ITEM_SEQUENCE_STRING
              + features.ITEM_SCALAR_INT + features.ITEM_SCALAR_FLOAT)
-SEQUENCES = set(features.STRING_SEQUENCES)
+SEQUENCES = set(features.STRING_SEQUENCES + features.INT_SEQUENCES)
 
 
 @dataclasses.dataclass

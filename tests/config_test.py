@@ -27,10 +27,25 @@ def test_nested_override():
     ({"tasks": [features.TASK_VALID], "fusion_weights": {features.TASK_LIKE: 1.0}},
      "not in tasks"),
     ({"features": {"history_length": -1}}, "history_length must be > 0"),
+    ({"him": {"session_days": [7.0, 1.0]}}, r"session_days must be positive and strictly"),
+    ({"him": {"session_days": [1.0, 1.0]}}, r"strictly ascending. Received: \[1.0, 1.0\]"),
+    ({"him": {"session_days": [0.0, 1.0]}}, "session_days must be positive"),
+    ({"him": {"num_groups": 0}}, "him.num_groups must be > 0"),
+    ({"him": {"group_loss_weight": -1.0}}, "him.group_loss_weight must be >= 0"),
+    ({"duia": {"variant": "hin"}}, "duia.variant must be one of"),
 ])
 def test_bad_values_are_rejected_with_a_message_naming_them(overrides, message):
   with pytest.raises(ValueError, match=message):
     config_lib.preset("small", overrides)
+
+
+def test_him_sessions_and_json_round_trip():
+  config = config_lib.preset("small", {"duia": {"variant": "him"},
+                                       "him": {"session_days": [3.0, 7.0, 14.0, 30.0]}})
+  assert config.him.num_sessions == 5
+  assert config_lib.TrainingConfig.from_json(config.to_json()) == config
+  # A config saved before HIM existed (no "him" key) reads back with its defaults.
+  assert config_lib.TrainingConfig.from_json('{"seed": 7}').him == config_lib.HIMConfig()
 
 
 def test_unknown_preset():

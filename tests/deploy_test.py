@@ -335,7 +335,8 @@ def test_serving_doc_rest_rank_request_matches_the_signature():
   inputs = rank[0]["inputs"]
   assert sorted(inputs) == sorted(features.RAW_FEATURE_KEYS)
   user_level = set(features.USER_SCALAR_STRING + features.USER_SEQUENCE_STRING
-                   + features.USER_SCALAR_INT + [features.TIMESTAMP])
+                   + features.USER_SCALAR_INT + features.USER_SEQUENCE_INT
+                   + [features.TIMESTAMP])
   num_candidates = len(inputs[features.ITEM_ID])
   assert num_candidates > 1
   for key, value in inputs.items():
@@ -347,6 +348,9 @@ def test_serving_doc_rest_rank_request_matches_the_signature():
       assert all(isinstance(v, str) for v in value), key
     elif key in features.INT_SCALARS:
       assert all(isinstance(v, int) for v in value), key
+    elif key in features.INT_SEQUENCES:  # [rows, L], rectangular
+      assert len({len(row) for row in value}) == 1, key
+      assert all(isinstance(v, int) for row in value for v in row), key
     else:
       assert key in features.FLOAT_SCALARS
       assert all(isinstance(v, float) for v in value), key

@@ -11,6 +11,8 @@ def _row(i: int, **changes):
   for key, kind in example_encoding.FEATURE_TYPES.items():
     if key in features.STRING_SEQUENCES:
       row[key] = [f"{key}-{i}-{j}" for j in range(i % 4)]  # includes empty lists
+    elif key in features.INT_SEQUENCES:
+      row[key] = [1_700_000_000 + i * 10 + j for j in range(i % 4)]  # int64 values
     elif kind == "bytes":
       row[key] = f"{key}-{i}"
     elif kind == "int":
@@ -29,9 +31,12 @@ def test_reference_encoding_has_every_key_with_its_type():
   assert list(feature[features.HIST_ITEM_IDS].bytes_list.value) == [
       b"hist_item_ids-2-0", b"hist_item_ids-2-1"]
   assert list(feature[features.LABEL_VALID].int64_list.value) == [6]
+  assert list(feature[features.HIST_TS].int64_list.value) == [1_700_000_020, 1_700_000_021]
   assert feature[features.LABEL_WATCH].float_list.value[0] == tf.constant(2 / 7.0).numpy()
   empty = example_encoding.to_tf_example(_row(0)).features.feature[features.HIST_ITEM_IDS]
   assert empty.WhichOneof("kind") == "bytes_list" and not empty.bytes_list.value
+  empty = example_encoding.to_tf_example(_row(0)).features.feature[features.NEG_TS]
+  assert empty.WhichOneof("kind") == "int64_list" and not empty.int64_list.value
 
 
 def test_batch_encoding_equals_reference_rows():
@@ -39,7 +44,8 @@ def test_batch_encoding_equals_reference_rows():
   # Values Arrow cannot take as they are go through the reference's conversions.
   rows.append(_row(9, **{features.USER_ID: 12345, features.LABEL_VALID: True,
                          features.HIST_ITEM_IDS: [7, "x"]}))
-  rows.append(_row(10, **{features.LABEL_LIKE: False, features.DURATION_S: 3}))
+  rows.append(_row(10, **{features.LABEL_LIKE: False, features.DURATION_S: 3,
+                          features.HIST_TS: [5.0, 7]}))
   encoded = example_encoding.encode_batch(rows)
   assert len(encoded) == len(rows)
   for row, serialized in zip(rows, encoded):

@@ -109,10 +109,21 @@ def test_history_is_point_in_time(ingested):
     assert row[features.HIST_ITEM_IDS] == ["i1"]
     assert row[features.HIST_CAT1] == ["c1"]
     assert row[features.NEG_ITEM_IDS] == ["i2"]
+    # The ts of the earlier exposures, position for position.
+    assert row[features.HIST_TS] == [100]
+    assert row[features.NEG_TS] == [200]
   last = rows[("u1", 400, "i1")]
   assert sorted(last[features.HIST_ITEM_IDS][:2]) == ["i2", "i3"]  # both at ts=300
   assert last[features.HIST_ITEM_IDS][2] == "i1"  # most recent first
   assert last[features.HIST_CAT2][2] == "c1_s"
+  assert last[features.HIST_TS] == [300, 300, 100]
+  assert last[features.NEG_ITEM_IDS] == ["i2"] and last[features.NEG_TS] == [200]
+  # Present (empty) before any behaviour, like the id lists.
+  first = rows[("u1", 100, "i1")]
+  assert first[features.HIST_TS] == [] and first[features.NEG_TS] == []
+  for row in rows.values():
+    assert len(row[features.HIST_TS]) == len(row[features.HIST_ITEM_IDS])
+    assert len(row[features.NEG_TS]) == len(row[features.NEG_ITEM_IDS])
 
 
 def test_labels_activity_and_popularity(ingested):
@@ -180,6 +191,26 @@ def test_per_user_split_keeps_latest_fraction():
   splits = [(s, e[features.TIMESTAMP]) for s, e in
             point_in_time.derive_user_examples(user, rows, mapping)]
   assert splits == [("train", 1), ("train", 2), ("train", 3), ("eval", 4), ("eval", 5)]
+
+
+def test_hist_and_neg_ts_stay_aligned_when_the_lists_are_capped():
+  from duia.ingest import point_in_time
+  raw = json.load(open(configs.packaged_mapping("generated")))
+  raw["derive"].update(history_length=2, negatives_length=2)
+  mapping = mapping_lib.MappingConfig.from_dict(raw)
+  user = dict(mapping_lib.PROFILE_FIELDS["users"], user_id="u")
+  rows = []
+  for ts in range(1, 8):  # odd ts consumed, even ts skipped
+    row = dict(_item(f"i{ts}", "c"), ts=ts * DAY, user_id="u", item_id=f"i{ts}",
+               item_prior_exposures=0, item_popularity="tail")
+    row.update(label_valid=ts % 2, label_watch=10.0, label_like=0)
+    rows.append(row)
+  last = list(point_in_time.derive_user_examples(user, rows, mapping))[-1][1]
+  # Exposures 1..6 came before ts 7; the caps keep the 2 most recent of each.
+  assert last[features.HIST_ITEM_IDS] == ["i5", "i3"]
+  assert last[features.HIST_TS] == [5 * DAY, 3 * DAY]
+  assert last[features.NEG_ITEM_IDS] == ["i6", "i4"]
+  assert last[features.NEG_TS] == [6 * DAY, 4 * DAY]
 
 
 def test_mapping_rejects_unknown_keys_and_missing_fields():

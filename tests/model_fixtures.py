@@ -12,7 +12,9 @@ XF = features.transformed_name
 def transformed_batch(batch_size: int, table_size: int, seed: int = 0):
   """(features, labels): ids in [1, table_size), half the rows with short histories.
 
-  The valid label is learnable: 1 iff the target item id is even.
+  The valid label is learnable: 1 iff the target item id is even. hist_ts and
+  neg_ts are ages in days, ascending (most recent first) and 0.0 where their
+  id sequence is padding, as Transform emits them.
   """
   rng = np.random.default_rng(seed)
   inputs = {XF(k): tf.constant(rng.integers(1, table_size, batch_size), tf.int64)
@@ -28,4 +30,11 @@ def transformed_batch(batch_size: int, table_size: int, seed: int = 0):
   labels = {features.LABEL_VALID: tf.constant(valid),
             features.LABEL_LIKE: tf.constant(valid * (rng.random(batch_size) < 0.5)),
             features.LABEL_WATCH: tf.constant(valid * 3.0)}
+  # Drawn last, so the draws above (and the tests that rely on them) are
+  # the same as before these features existed.
+  for ts_key, ids_key in ((features.HIST_TS, features.HIST_ITEM_IDS),
+                          (features.NEG_TS, features.NEG_ITEM_IDS)):
+    ids = inputs[XF(ids_key)].numpy()
+    ages = np.cumsum(rng.exponential(5.0, ids.shape), axis=1)
+    inputs[XF(ts_key)] = tf.constant(np.where(ids != 0, ages, 0.0), tf.float32)
   return inputs, labels

@@ -38,9 +38,9 @@ BAD_LINES = [
 ]
 
 
-@pytest.fixture(scope="module", params=["ple", "duia_items"])
+@pytest.fixture(scope="module", params=["ple", "duia_items", "him"])
 def pipeline_run(request, tmp_path_factory):
-  """One pipeline run per variant: the PLE baseline and DUIA with every component."""
+  """One pipeline run per variant: the PLE baseline, DUIA with every component, HIM."""
   root = tmp_path_factory.mktemp(f"e2e_{request.param}")
   data = str(root / "data")
   generator.generate(data, generator.GeneratorConfig(
@@ -171,8 +171,8 @@ def test_rank_signature_matches_serving_default_on_the_same_rows(pipeline_run):
 
 def test_duia_model_reports_its_memories_and_warm_starts(pipeline_run):
   config = pipeline_run
-  if config.training.duia.variant == "ple":
-    pytest.skip("the PLE baseline has no memories")
+  if config.training.duia.variant in ("ple", "him"):
+    pytest.skip("only the DUIA variants have memories")
   _, path = model_loader.latest_version(config.serving_model_dir)
   clusters = json.load(open(os.path.join(path, "assets.extra", "cluster_report.json")))
   assert set(clusters) == {"user_ghca", "item_ghca"}

@@ -27,6 +27,7 @@ def rank_input_specs():
   add(features.USER_SCALAR_STRING, [1], tf.string)
   add(features.USER_SEQUENCE_STRING, [1, None], tf.string)
   add(features.USER_SCALAR_INT + [features.TIMESTAMP], [1], tf.int64)
+  add(features.USER_SEQUENCE_INT, [1, None], tf.int64)
   add(features.ITEM_SCALAR_STRING, [None], tf.string)
   add(features.ITEM_SEQUENCE_STRING, [None, None], tf.string)
   add(features.ITEM_SCALAR_INT, [None], tf.int64)
@@ -101,6 +102,7 @@ USER = {
     features.USER_ID: "u42",
     features.CITY: "paris",
     features.HIST_ITEM_IDS: ["i1", "i7", "i3"],
+    features.HIST_TS: [TS - 3_600, TS - 86_400, TS - 7 * 86_400],  # aligned
     features.PREF_CAT1: [b"music"],
     features.USER_VALID_COUNT: 12,
     features.LABEL_VALID: 1,  # Label columns of a dataset row are ignored.

@@ -81,6 +81,10 @@ def test_build_rank_request_shapes_dtypes_and_padding():
   assert arrays[features.HIST_ITEM_IDS].tolist() == [[b"i1", b"i7", b"i3"]]
   # An empty user list is still one column wide, padded with b"".
   assert arrays[features.NEG_ITEM_IDS].tolist() == [[b""]]
+  assert arrays[features.HIST_TS].tolist() == [[_TS - 3_600, _TS - 86_400, _TS - 7 * 86_400]]
+  # Int lists likewise: one column wide, padded with 0.
+  assert arrays[features.NEG_TS].tolist() == [[0]]
+  assert arrays[features.NEG_TS].dtype == np.int64
   assert arrays[features.USER_VALID_COUNT].tolist() == [12]
   assert arrays[features.TIMESTAMP].tolist() == [_TS]
   assert arrays[features.TAGS].tolist() == [
@@ -100,7 +104,11 @@ def test_build_rank_request_rejects_bad_features():
   with pytest.raises(TypeError, match=features.HIST_ITEM_IDS):
     client_lib.build_rank_request({features.HIST_ITEM_IDS: "i1"}, _CANDIDATES,
                                   _TS)
-  with pytest.raises(TypeError, match=features.DURATION_S):
+  with pytest.raises(TypeError, match=f"{features.HIST_TS}.*list of integers"):
+    client_lib.build_rank_request({features.HIST_TS: 1_700_000_000}, _CANDIDATES, _TS)
+  with pytest.raises(TypeError, match=f"{features.NEG_TS}.*integer"):
+    client_lib.build_rank_request({features.NEG_TS: [1.5]}, _CANDIDATES, _TS)
+  with pytest.raises(TypeError, match=f"{features.DURATION_S}"):
     client_lib.build_rank_request(
         {}, [{features.ITEM_ID: "a", features.DURATION_S: "long"}], _TS)
 

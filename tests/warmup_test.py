@@ -19,7 +19,8 @@ from duia.serving import client
 from duia.serving import warmup
 
 _USER_INPUTS = (features.USER_SCALAR_STRING + features.USER_SEQUENCE_STRING
-                + features.USER_SCALAR_INT + [features.TIMESTAMP])
+                + features.USER_SCALAR_INT + features.USER_SEQUENCE_INT
+                + [features.TIMESTAMP])
 _ITEM_INPUTS = (features.ITEM_SCALAR_STRING + features.ITEM_SEQUENCE_STRING
                 + features.ITEM_SCALAR_INT + features.ITEM_SCALAR_FLOAT)
 
@@ -54,6 +55,9 @@ def _example(user: int, item: int, ts: int, valid: int) -> bytes:
       features.HIST_CAT1: _bytes("news"),
       features.HIST_CAT2: _bytes("football"),
       features.NEG_ITEM_IDS: _bytes("i99"),
+      # Aligned with the id lists: one ts per entry, an hour apart, newest first.
+      features.HIST_TS: _ints(*[ts - 3_600 * (i + 1) for i in range(user + 1)]),
+      features.NEG_TS: _ints(ts - 60),
       features.USER_VALID_COUNT: _ints(user + 1),
       features.TIMESTAMP: _ints(ts),
       features.ITEM_ID: _bytes(f"i{item}"),
@@ -245,6 +249,13 @@ def test_requests_from_examples_cover_both_signatures():
     assert set(request.inputs) == set(_USER_INPUTS + _ITEM_INPUTS)
     for key in _USER_INPUTS:
       assert _dim0(request.inputs[key]) == 1, key
+    # The ts lists arrive as lists (not their first value), aligned with the ids.
+    user = int(tf.make_ndarray(request.inputs[features.USER_ID])[0].decode()[1:])
+    ts = tf.make_ndarray(request.inputs[features.TIMESTAMP])[0]
+    hist_ts = tf.make_ndarray(request.inputs[features.HIST_TS])
+    assert hist_ts.tolist() == [[ts - 3_600 * (i + 1) for i in range(user + 1)]]
+    assert hist_ts.shape == tf.make_ndarray(request.inputs[features.HIST_ITEM_IDS]).shape
+    assert tf.make_ndarray(request.inputs[features.NEG_TS]).tolist() == [[ts - 60]]
     # The 3 items the user was shown, filled up to 5 from other users' items.
     for key in _ITEM_INPUTS:
       assert _dim0(request.inputs[key]) == 5, key

@@ -159,7 +159,7 @@ def _add_run_args(parser) -> None:
   parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                       help="training config override, e.g. --set ple.num_levels=3")
   parser.add_argument("--variant", choices=model_config.VARIANTS, default=None,
-                      help="model variant: ple (baseline) or a DUIA ablation row "
+                      help="model variant: ple (baseline), a DUIA ablation row or him "
                            "(same as --set duia.variant=...)")
   parser.add_argument("--cache", action="store_true",
                       help="reuse unchanged component outputs from earlier runs")

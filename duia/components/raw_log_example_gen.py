@@ -25,11 +25,13 @@ from tfx.types.component_spec import ExecutionParameter
 
 from duia.ingest import beam_ingest
 from duia.ingest import mapping as mapping_lib
+from duia.models import features
 
 EXAMPLES_KEY = "examples"
 QUARANTINE_KEY = "quarantine"
 INPUT_BASE_KEY = "input_base"
 MAPPING_KEY = "mapping_config"
+CONTRACT_VERSION_KEY = "contract_version"
 
 
 class Quarantine(types.Artifact):
@@ -43,6 +45,9 @@ class RawLogExampleGenSpec(types.ComponentSpec):
   PARAMETERS = {
       INPUT_BASE_KEY: ExecutionParameter(type=str),
       MAPPING_KEY: ExecutionParameter(type=str),  # MappingConfig as JSON
+      # TFX's cache keys on execution properties, not on the ingestion's code:
+      # the contract version makes examples of an older contract a cache miss.
+      CONTRACT_VERSION_KEY: ExecutionParameter(type=int),
   }
   INPUTS: Dict[str, ChannelParameter] = {}
   OUTPUTS = {
@@ -104,6 +109,7 @@ class RawLogExampleGen(base_beam_component.BaseBeamComponent):
     spec = RawLogExampleGenSpec(
         input_base=input_base,
         mapping_config=mapping.to_json(),
+        contract_version=features.CONTRACT_VERSION,
         examples=types.Channel(type=standard_artifacts.Examples),
         quarantine=types.Channel(type=Quarantine))
     super().__init__(spec=spec)

@@ -29,7 +29,8 @@ def feature_types() -> Dict[str, str]:
   types: Dict[str, str] = {}
   for key in features.STRING_SCALARS + features.STRING_SEQUENCES:
     types[key] = "bytes"
-  for key in features.INT_SCALARS + [features.LABEL_VALID, features.LABEL_LIKE]:
+  for key in (features.INT_SCALARS + features.INT_SEQUENCES
+              + [features.LABEL_VALID, features.LABEL_LIKE]):
     types[key] = "int"
   for key in features.FLOAT_SCALARS + [features.LABEL_WATCH]:
     types[key] = "float"

@@ -2,7 +2,8 @@
 
 Two sweeps, each over one key's exposures sorted by time, so both shard by key on
 Beam (DESIGN section 8): per item (cumulative exposures -> `item_popularity`) and
-per user (history, negatives, trailing activity -> `user_activity`, split).
+per user (history, negatives with the ts of each entry, trailing activity ->
+`user_activity`, split).
 """
 
 import bisect
@@ -55,6 +56,10 @@ def derive_user_examples(
   Exposures that share a timestamp see the same state: none of them is in
   another's history, since none happened strictly before the other.
 
+  `hist_ts` and `neg_ts` carry the ts of each `hist_item_ids` and
+  `neg_item_ids` entry, position for position (most recent first), so the
+  lists stay aligned however long they are.
+
   Args:
     user: the user's canonical fields.
     exposures: the user's exposures, annotated with item fields and labels.
@@ -73,6 +78,8 @@ def derive_user_examples(
   if split.mode == "per_user":
     num_eval = int(round(split.eval_fraction * len(rows)))
     first_eval = len(rows) - num_eval
+  # (item, cat1, cat2, ts) and (item, ts): one deque per list keeps the id
+  # lists and their ts aligned when maxlen drops the oldest entry.
   history: collections.deque = collections.deque(maxlen=derive.history_length)
   negatives: collections.deque = collections.deque(maxlen=derive.negatives_length)
   window: collections.deque = collections.deque()  # ts of valid consumptions
@@ -88,11 +95,14 @@ def derive_user_examples(
       window.popleft()
     # Most recent first, as the contract says.
     hist = list(reversed(history))
+    negs = list(reversed(negatives))
     state = {
         features.HIST_ITEM_IDS: [h[0] for h in hist],
         features.HIST_CAT1: [h[1] for h in hist],
         features.HIST_CAT2: [h[2] for h in hist],
-        features.NEG_ITEM_IDS: list(reversed(negatives)),
+        features.HIST_TS: [h[3] for h in hist],
+        features.NEG_ITEM_IDS: [n[0] for n in negs],
+        features.NEG_TS: [n[1] for n in negs],
         features.USER_VALID_COUNT: len(window),
         features.USER_ACTIVITY: (features.LOW_ACTIVE
                                  if len(window) < low_activity_threshold
@@ -108,10 +118,10 @@ def derive_user_examples(
     for k in range(i, j):  # state moves on only after the whole tie group
       row = rows[k]
       if row[features.LABEL_VALID]:
-        history.append((row[features.ITEM_ID], row[features.CAT1], row[features.CAT2]))
+        history.append((row[features.ITEM_ID], row[features.CAT1], row[features.CAT2], ts))
         window.append(ts)
       else:
-        negatives.append(row[features.ITEM_ID])
+        negatives.append((row[features.ITEM_ID], ts))
     i = j
 
 

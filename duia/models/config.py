@@ -73,7 +73,7 @@ class PLEConfig:
 
 
 FUSIONS = ("product", "sum")
-VARIANTS = ("ple", "uie", "uie_upbe", "duia", "duia_items")
+VARIANTS = ("ple", "uie", "uie_upbe", "duia", "duia_items", "him")
 UPDATE_RULES = ("gradient", "weighted_pull", "ema")
 
 
@@ -89,6 +89,8 @@ class DUIAConfig:
     uie_upbe    GHCA user memory (UIE, DUIA eq. 2-6) + personalized memory (UPBE, eq. 7-10)
     duia        uie_upbe + history enhancement over an item GHCA (UHSE, eq. 11-14)
     duia_items  duia + the same enhancement for the target item (section 4.5)
+    him         HIM instead of DUIA (Deng et al.; `HIMConfig`): another answer
+                to long-tailed users, on the same PLE
 
   Paper defaults (industrial scale) are in brackets; the defaults here fit
   small data on 2 cores (a center should see enough users, DESIGN 4.6).
@@ -155,7 +157,7 @@ class DUIAConfig:
   @property
   def uie(self) -> str:
     """"flat", "ghca" or "" (off)."""
-    return {"ple": "", "uie": "flat"}.get(self.variant, "ghca")
+    return {"ple": "", "uie": "flat", "him": ""}.get(self.variant, "ghca")
 
   @property
   def upbe(self) -> bool:
@@ -168,6 +170,52 @@ class DUIAConfig:
   @property
   def items(self) -> bool:
     return self.variant == "duia_items"
+
+
+@dataclasses.dataclass(frozen=True)
+class HIMConfig:
+  """Hybrid Interest Modeling (Deng et al., "Hybrid Interest Modeling for
+  Long-tailed Users"), used when `duia.variant` is "him".
+
+  Paper values in brackets (public datasets; industrial where it differs).
+
+  Attributes:
+    session_days: session boundaries as ages in days at the exposure,
+      ascending; T = len + 1 sessions, the last holding everything older
+      (section 3.1; Musical Instruments {14d, 6m, 12m, all}, industrial {3d,
+      7d, 14d, 30d}: the boundaries sit near the 10/30/50% quantiles of the
+      interval distribution, Figure 4).
+    top_n: items per session after frequency re-ranking, n of section 3.2.
+    gru_units: hidden size of UBP's GRU; eq. 4 flattens all n hidden states.
+    num_groups: user groups k of UBC [5, best of 5-30, Figure 6].
+    group_dim: group embedding width d_g [16; industrial 128].
+    num_negative_users: p, users sampled from the batch as eq. 8's negatives
+      (the paper does not give p).
+    group_loss_weight: alpha of eq. 12 [1e-4 public, 0.1 industrial].
+  """
+  session_days: Tuple[float, ...] = (1.0, 7.0, 30.0)
+  top_n: int = 8
+  gru_units: int = 8
+  num_groups: int = 5
+  group_dim: int = 16
+  num_negative_users: int = 4
+  group_loss_weight: float = 1e-4
+
+  def __post_init__(self):
+    _check_positive("him", top_n=self.top_n, gru_units=self.gru_units,
+                    num_groups=self.num_groups, group_dim=self.group_dim,
+                    num_negative_users=self.num_negative_users)
+    if self.group_loss_weight < 0:
+      raise ValueError(f"him.group_loss_weight must be >= 0. Received: {self.group_loss_weight}")
+    days = list(self.session_days)
+    if any(d <= 0 for d in days) or days != sorted(set(days)):
+      raise ValueError("him.session_days must be positive and strictly ascending. "
+                       f"Received: {days}")
+
+  @property
+  def num_sessions(self) -> int:
+    """T: one session per boundary, plus one for everything older."""
+    return len(self.session_days) + 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,6 +251,7 @@ class TrainingConfig:
   features: FeatureConfig = FeatureConfig()
   ple: PLEConfig = PLEConfig()
   duia: DUIAConfig = DUIAConfig()
+  him: HIMConfig = HIMConfig()
 
   def __post_init__(self):
     if not self.tasks:

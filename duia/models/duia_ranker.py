@@ -23,6 +23,7 @@ from duia.layers import two_tower
 from duia.models import config as config_lib
 from duia.models import enhancements
 from duia.models import features
+from duia.models import him_ranker
 from duia.models import ple_ranker
 
 XF = features.transformed_name
@@ -112,7 +113,9 @@ class DUIARanker(ple_ranker.PLERanker):
 
 
 def build_ranker(config: config_lib.TrainingConfig, table_sizes: Dict[str, int]):
-  """The ranker of `config.duia.variant` (plain PLE for "ple")."""
+  """The ranker of `config.duia.variant` (plain PLE for "ple", HIM for "him")."""
   if config.duia.variant == "ple":
     return ple_ranker.PLERanker(config, table_sizes)
+  if config.duia.variant == "him":
+    return him_ranker.HIMRanker(config, table_sizes)
   return DUIARanker(config, table_sizes)

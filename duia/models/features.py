@@ -10,6 +10,11 @@ keys are the raw keys with `TRANSFORMED_SUFFIX` appended.
 
 from typing import Dict, List
 
+# Version of the examples' feature set; bump it whenever the ingestion writes
+# other features, so cached ExampleGen outputs of the old contract are not reused.
+# 2: hist_ts, neg_ts.
+CONTRACT_VERSION = 2
+
 # --- identifiers and context -------------------------------------------------
 USER_ID = "user_id"
 ITEM_ID = "item_id"
@@ -33,6 +38,11 @@ HIST_ITEM_IDS = "hist_item_ids"  # last <= 100 valid consumptions, most recent f
 HIST_CAT1 = "hist_cat1"
 HIST_CAT2 = "hist_cat2"
 NEG_ITEM_IDS = "neg_item_ids"  # recent exposures without valid consumption
+# Unix seconds of each hist_item_ids / neg_item_ids entry, position for
+# position (HIM splits behaviour into time sessions with them). Transform turns
+# them into ages in days at the exposure's ts, under the same transformed keys.
+HIST_TS = "hist_ts"
+NEG_TS = "neg_ts"
 USER_HISTORY_SEQUENCES = [HIST_ITEM_IDS, HIST_CAT1, HIST_CAT2]
 USER_VALID_COUNT = "user_valid_count"  # valid consumptions in the trailing window
 USER_ACTIVITY = "user_activity"  # "low" | "high"
@@ -63,6 +73,7 @@ TAIL_ITEM, HEAD_ITEM = "tail", "head"
 USER_SCALAR_STRING = [USER_ID] + USER_CATEGORICAL + [USER_ACTIVITY]
 USER_SEQUENCE_STRING = USER_PREFERENCE_LISTS + USER_HISTORY_SEQUENCES + [NEG_ITEM_IDS]
 USER_SCALAR_INT = [USER_VALID_COUNT]
+USER_SEQUENCE_INT = [HIST_TS, NEG_TS]  # padded with 0 (dropped before Transform)
 # One value per candidate (shape [N] or [N, L]).
 ITEM_SCALAR_STRING = [ITEM_ID] + ITEM_CATEGORICAL + [ITEM_POPULARITY]
 ITEM_SEQUENCE_STRING = [TAGS]
@@ -72,8 +83,10 @@ ITEM_SCALAR_FLOAT = [DURATION_S]
 STRING_SCALARS = USER_SCALAR_STRING + ITEM_SCALAR_STRING
 STRING_SEQUENCES = USER_SEQUENCE_STRING + ITEM_SEQUENCE_STRING
 INT_SCALARS = USER_SCALAR_INT + ITEM_SCALAR_INT + [TIMESTAMP]
+INT_SEQUENCES = USER_SEQUENCE_INT
 FLOAT_SCALARS = ITEM_SCALAR_FLOAT
-RAW_FEATURE_KEYS = STRING_SCALARS + STRING_SEQUENCES + INT_SCALARS + FLOAT_SCALARS
+RAW_FEATURE_KEYS = (STRING_SCALARS + STRING_SEQUENCES + INT_SCALARS + INT_SEQUENCES
+                    + FLOAT_SCALARS)
 
 # --- tasks -------------------------------------------------------------------------
 # Task name -> label key. The task list of a run is configuration; this is the menu.

@@ -7,6 +7,9 @@
 - Counts and durations are log1p'd and z-scored.
 - Sequences become fixed-length id tensors; id 0 is padding everywhere (real
   ids start at 1), so the model can mask without a separate length feature.
+- hist_ts/neg_ts -> ages in days at the exposure's ts (float32, clipped at 0),
+  cut and padded (with 0.0) exactly like hist_item_ids/neg_item_ids, so the id
+  tensor's 0s mask them too.
 - Labels: valid/like as float 0/1; watch time as log1p seconds.
 """
 
@@ -42,6 +45,12 @@ SEQUENCE_LENGTHS = {
 }
 DENSE_LOG_FEATURES = [features.USER_VALID_COUNT, features.ITEM_PRIOR_EXPOSURES,
                       features.DURATION_S]
+# Timestamp sequence -> the id sequence it is aligned with (same length setting).
+TIMESTAMP_SEQUENCES = {
+    features.HIST_TS: features.HIST_ITEM_IDS,
+    features.NEG_TS: features.NEG_ITEM_IDS,
+}
+_DAY_S = 86400.0
 
 
 def vocabulary_size(tf_transform_output: tft.TFTransformOutput, name: str) -> int:
@@ -74,6 +83,24 @@ def _pad_ids(ids: tf.SparseTensor, length: int) -> tf.Tensor:
   batch = tf.shape(ids, out_type=tf.int64)[0]
   sliced = tf.sparse.slice(ids, [0, 0], [batch, length])
   dense = tf.sparse.to_dense(sliced, default_value=0)
+  dense = tf.pad(dense, [[0, 0], [0, length - tf.shape(dense)[1]]])
+  return tf.reshape(dense, [-1, length])
+
+
+def _ages_in_days(ts: tf.SparseTensor, now: tf.Tensor, length: int) -> tf.Tensor:
+  """Sparse int64 Unix seconds, [B] request time -> dense float32 [B, length] days.
+
+  Sliced and padded as `_pad_ids` does, so position j is the age of the id at
+  position j of the aligned id sequence. Ages clip at 0: a ts after the
+  exposure (clock skew in a request) is treated as just now.
+  """
+  batch = tf.shape(ts, out_type=tf.int64)[0]
+  sliced = tf.sparse.slice(ts, [0, 0], [batch, length])
+  now_per_value = tf.gather(tf.cast(now, tf.int64), sliced.indices[:, 0])
+  seconds = tf.maximum(now_per_value - sliced.values, 0)
+  ages = tf.SparseTensor(sliced.indices, tf.cast(seconds, tf.float32) / _DAY_S,
+                         sliced.dense_shape)
+  dense = tf.sparse.to_dense(ages, default_value=0.0)
   dense = tf.pad(dense, [[0, 0], [0, length - tf.shape(dense)[1]]])
   return tf.reshape(dense, [-1, length])
 
@@ -117,6 +144,11 @@ def preprocessing_fn(inputs: Dict[str, Any],
                       lambda v: _hash(v, feature_config.item_id_buckets))
     out[features.transformed_name(key)] = _pad_ids(
         ids, getattr(feature_config, SEQUENCE_LENGTHS[key]))
+
+  now = _as_scalar(inputs[features.TIMESTAMP], 0)
+  for key, ids_key in TIMESTAMP_SEQUENCES.items():
+    out[features.transformed_name(key)] = _ages_in_days(
+        _as_sparse(inputs[key]), now, getattr(feature_config, SEQUENCE_LENGTHS[ids_key]))
 
   for vocab_name, (source, reusers) in VOCABULARIES.items():
     if source in SEQUENCE_LENGTHS:

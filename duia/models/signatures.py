@@ -6,7 +6,8 @@
 - `rank`: named raw tensors. User-level features come once ([1] or [1, L]) and
   are broadcast over the N candidates ([N] or [N, L]), so a 100-candidate
   request does not carry the user's history 100 times (DESIGN section 7).
-  String sequences are padded with b"" (dropped before Transform).
+  String sequences are padded with b"" and int sequences (hist_ts, neg_ts) with
+  0; both paddings are dropped before Transform.
 """
 
 from typing import Dict
@@ -17,7 +18,8 @@ import tensorflow_transform as tft
 from duia.models import features
 
 USER_LEVEL = set(features.USER_SCALAR_STRING + features.USER_SEQUENCE_STRING
-                 + features.USER_SCALAR_INT + [features.TIMESTAMP])
+                 + features.USER_SCALAR_INT + features.USER_SEQUENCE_INT
+                 + [features.TIMESTAMP])
 
 
 def raw_input_specs() -> Dict[str, tf.TensorSpec]:
@@ -29,6 +31,8 @@ def raw_input_specs() -> Dict[str, tf.TensorSpec]:
     specs[key] = tf.TensorSpec([None, None], tf.string, name=key)
   for key in features.INT_SCALARS:
     specs[key] = tf.TensorSpec([None], tf.int64, name=key)
+  for key in features.INT_SEQUENCES:
+    specs[key] = tf.TensorSpec([None, None], tf.int64, name=key)
   for key in features.FLOAT_SCALARS:
     specs[key] = tf.TensorSpec([None], tf.float32, name=key)
   return specs
@@ -55,7 +59,8 @@ def _to_parsed_form(tensors: Dict[str, tf.Tensor], feature_spec) -> Dict[str, tf
     if isinstance(spec, tf.io.FixedLenFeature):
       out[key] = tf.reshape(value[:, :1], [-1] + list(spec.shape))
     else:
-      # from_dense drops b"" / 0: padding, and empty values, become absent.
+      # from_dense drops b"" / 0 (any dtype): padding, and empty values, become
+      # absent. Column positions are kept, so aligned lists stay aligned.
       out[key] = tf.sparse.from_dense(value)
   return out
 

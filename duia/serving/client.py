@@ -130,6 +130,17 @@ def _tensor(values: Sequence[Any], dtype: tf.DType) -> tensor_pb2.TensorProto:
   return tf.make_tensor_proto(array, dtype=dtype, shape=array.shape)
 
 
+def _as_int_list(value: Any, key: str) -> List[int]:
+  if value is None:
+    return []
+  if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+    # A bare int (or a string of digits) would otherwise fail deep inside the
+    # iteration, or send one element per character, without naming the feature.
+    raise TypeError(f"Feature {key!r} expects a list of integers. Received: "
+                    f"{type(value).__name__} {value!r}")
+  return [_as_int(v, key) for v in value]
+
+
 def _string_matrix(rows: List[List[bytes]]) -> tensor_pb2.TensorProto:
   # At least one column: a [n, 0] tensor would leave the model nothing to pad
   # or mask against, and b"" is the padding value the model already ignores.
@@ -138,6 +149,16 @@ def _string_matrix(rows: List[List[bytes]]) -> tensor_pb2.TensorProto:
   for i, row in enumerate(rows):
     matrix[i, :len(row)] = row
   return _tensor(matrix, tf.string)
+
+
+def _int_matrix(rows: List[List[int]]) -> tensor_pb2.TensorProto:
+  # As `_string_matrix`: at least one column, padded with 0, which the model
+  # drops before Transform (a real Unix time is never 0).
+  width = max([1] + [len(r) for r in rows])
+  matrix = np.zeros((len(rows), width), dtype=np.int64)
+  for i, row in enumerate(rows):
+    matrix[i, :len(row)] = row
+  return _tensor(matrix, tf.int64)
 
 
 def build_rank_request(user: Mapping[str, Any],
@@ -151,8 +172,9 @@ def build_rank_request(user: Mapping[str, Any],
 
   Missing features get defaults ("" for strings, [] for lists, 0 for numbers).
   User inputs have leading dimension 1, candidate inputs N; string lists are
-  padded with b"" to the longest list (at least 1). Keys of the other level and
-  label keys are ignored, so dataset rows can be passed as they are.
+  padded with b"" and int lists (hist_ts, neg_ts) with 0 to the longest list
+  (at least 1). Keys of the other level and label keys are ignored, so dataset
+  rows can be passed as they are.
 
   Args:
     user: User feature values keyed by `features` constants.
@@ -184,6 +206,8 @@ def build_rank_request(user: Mapping[str, Any],
     inputs[key].CopyFrom(_string_matrix([_as_bytes_list(user.get(key), key)]))
   for key in features.USER_SCALAR_INT:
     inputs[key].CopyFrom(_tensor([_as_int(user.get(key), key)], tf.int64))
+  for key in features.USER_SEQUENCE_INT:
+    inputs[key].CopyFrom(_int_matrix([_as_int_list(user.get(key), key)]))
   inputs[features.TIMESTAMP].CopyFrom(
       _tensor([_as_int(ts, features.TIMESTAMP)], tf.int64))
   for key in features.ITEM_SCALAR_STRING:
