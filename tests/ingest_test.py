@@ -86,6 +86,8 @@ def ingested(tmp_path_factory):
   _write_jsonl(str(root / "exposures" / "part-1.jsonl.gz"), GOOD_EXPOSURES[3:])
   raw = json.load(open(configs.packaged_mapping("generated")))
   raw["derive"].update(low_activity_threshold=2, tail_item_threshold=2)
+  # Hand-made timestamps (100 .. 400 s) are far below the generated logs' range.
+  raw["fields"]["exposures"]["ts"] = {"column": "ts", "type": "int", "min": 0}
   raw["split"] = {"mode": "global", "eval_days": 150 / DAY}  # eval = ts >= 250
   mapping = mapping_lib.MappingConfig.from_dict(raw)
   out = tmp_path_factory.mktemp("out")

@@ -1,7 +1,7 @@
 """The ingestion pipeline on Beam: read, parse, join, derive, split, write.
 
     exposures --parse--> by user --CoGroupByKey(users)--> known users' exposures
-              --by item--CoGroupByKey(items)--> annotate popularity
+              --by item--CoGroupByKey(items)--> drop duplicate exposures, annotate popularity
               --by user--CoGroupByKey(the users' profiles)--> point-in-time sweep --> split
     every failure on the way --> quarantine (JSON lines with source and reason)
 
@@ -144,8 +144,14 @@ class _AnnotateItems(beam.DoFn):
     self._mapping = mapping
 
   def process(self, joined):
-    _, item, exposures = joined
-    yield from point_in_time.annotate_item_exposures(item, exposures, self._mapping.derive)
+    item_id, item, exposures = joined
+    kept, duplicates = point_in_time.split_duplicate_exposures(exposures)
+    for row in duplicates:
+      yield beam.pvalue.TaggedOutput(QUARANTINE, _quarantine_record(
+          "exposures", "duplicate_exposure",
+          f"the exposure of item_id={item_id!r} to user_id={row[features.USER_ID]!r} at "
+          f"ts={row[features.TIMESTAMP]} appears more than once, every field equal", row))
+    yield from point_in_time.annotate_item_exposures(item, kept, self._mapping.derive)
 
 
 class _DeriveUsers(beam.DoFn):
@@ -188,7 +194,10 @@ def IngestRawLogs(pipeline, mapping: mapping_lib.MappingConfig, data_root: str):
       lambda joined: joined[2])
   item_joined = _join_profiles("Items", tables["items"].rows, known_exposures,
                                features.ITEM_ID, "items", quarantined)
-  annotated = item_joined | "AnnotateItems" >> beam.ParDo(_AnnotateItems(mapping))
+  annotated = item_joined | "AnnotateItems" >> beam.ParDo(
+      _AnnotateItems(mapping)).with_outputs(QUARANTINE, main="rows")
+  quarantined.append(annotated[QUARANTINE])
+  annotated = annotated.rows
   per_user = (
       {"profile": known_users,
        "exposures": annotated | "AnnotatedByUser" >> beam.Map(

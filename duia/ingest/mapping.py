@@ -23,6 +23,7 @@ Label rules (`labels.<label key>`): {"field": f, "op": ">=", "value": v} gives
 
 import dataclasses
 import json
+import math
 import operator
 import re
 from typing import Any, Dict, List, Optional, Tuple
@@ -81,8 +82,14 @@ class SourceConfig:
   header: Any = True
   columns: Optional[Tuple[str, ...]] = None
   encoding: str = "utf-8"
+  # Longer lines are quarantined as `oversized_row` before they are decoded: a
+  # runaway field (a log bug, a pasted blob) would otherwise be parsed, joined
+  # and shuffled with every exposure.
+  max_line_bytes: int = 1 << 20
 
   def __post_init__(self):
+    if self.max_line_bytes <= 0:
+      raise ValueError(f"max_line_bytes must be > 0. Received: {self.max_line_bytes}")
     if self.format not in FORMATS:
       raise ValueError(f"format must be one of {FORMATS}. Received: {self.format!r}")
     if self.header not in (True, False, "auto"):
@@ -223,8 +230,12 @@ def split_line(line: bytes, source: SourceConfig,
   """Decodes one raw line into a column -> value dict.
 
   Raises:
-    RowError: `unparseable_row` when the line cannot be decoded.
+    RowError: `oversized_row` when the line is longer than the source's
+      `max_line_bytes`; `unparseable_row` when it cannot be decoded.
   """
+  if len(line) > source.max_line_bytes:
+    raise RowError("oversized_row",
+                   f"{len(line)} bytes > max_line_bytes {source.max_line_bytes}")
   try:
     text = line.decode(source.encoding)
   except UnicodeDecodeError as e:
@@ -263,13 +274,15 @@ def _coerce(key: str, value: Any, spec: Dict[str, Any]) -> Any:
   try:
     if kind == "int":
       as_float = float(value)
-      if as_float != int(as_float):
+      if not math.isfinite(as_float) or as_float != int(as_float):
         raise ValueError("not an integer")
       return int(as_float)
     if kind == "float":
       out = float(value)
-      if out != out:  # NaN
-        raise ValueError("NaN")
+      # JSON lines may carry NaN and Infinity (Python's json reads both); either
+      # would reach a label or a scaled feature and poison the loss.
+      if not math.isfinite(out):
+        raise ValueError("not finite")
       return out
     if kind in ("list", "weighted_list"):
       items = value if isinstance(value, list) else [

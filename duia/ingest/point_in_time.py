@@ -8,6 +8,7 @@ per user (history, negatives with the ts of each entry, trailing activity ->
 
 import bisect
 import collections
+import json
 import math
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
@@ -16,6 +17,27 @@ from duia.models import features
 
 TRAIN, EVAL = "train", "eval"
 _DAY_S = 86400.0
+
+
+def split_duplicate_exposures(
+    exposures: Iterable[Dict[str, Any]]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+  """(kept, duplicates) of one item's exposures: identical rows kept once.
+
+  A duplicate is a row whose every mapped field equals another's: the same
+  impression logged twice, which would count twice in the item's popularity
+  and give the user two examples and two history entries. Rows that share
+  user, item and ts but differ in any field (two requests in one second, say)
+  are distinct impressions and are all kept.
+  """
+  kept: Dict[str, Dict[str, Any]] = {}
+  duplicates = []
+  for row in exposures:
+    key = json.dumps(row, sort_keys=True, default=str)
+    if key in kept:
+      duplicates.append(row)
+    else:
+      kept[key] = row
+  return list(kept.values()), duplicates
 
 
 def annotate_item_exposures(
