@@ -136,7 +136,7 @@ def test_no_update_when_not_training_or_frozen():
   layer(QUERIES, training=True)
   for name, value in _values(layer).items():
     np.testing.assert_array_equal(value, before[name], err_msg=name)
-  assert not layer.trainable_weights and len(layer.non_trainable_weights) == 6
+  assert not layer.trainable_weights and len(layer.non_trainable_weights) == 7
 
 
 def test_training_as_tensor_updates_inside_tf_function():
@@ -221,7 +221,7 @@ def test_config_round_trip_weights_and_shapes():
   outputs = layer(tf.random.normal([5, 6]))
   assert [o.shape for o in outputs] == [(5, 6), (5, 6)]
   assert layer.compute_output_shape([5, 6]) == (tf.TensorShape([5, 6]),) * 2
-  assert len(layer.trainable_weights) == 0 and len(layer.non_trainable_weights) == 6
+  assert len(layer.trainable_weights) == 0 and len(layer.non_trainable_weights) == 7
   assert layer.level1_centers.shape == (4, 6) and layer.level2_centers.shape == (12, 6)
   # stddev 1/sqrt(d) init (loose: 4*6 + 12*6 samples).
   assert 0.2 < np.std(layer.level2_centers.numpy()) < 0.65
@@ -233,7 +233,7 @@ def test_config_round_trip_weights_and_shapes():
   assert tf.keras.utils.get_registered_object("duia>GHCAMemory") is ghca.GHCAMemory
   flat = ghca.GHCAMemory(num_level1=4)
   flat(tf.ones([2, 3]))
-  assert len(flat.non_trainable_weights) == 4
+  assert len(flat.non_trainable_weights) == 5
   assert ghca.GHCAMemory.from_config(flat.get_config()).seed == flat.seed
   with pytest.raises(ValueError, match="Received: update_rule"):
     ghca.GHCAMemory(num_level1=4, update_rule="kmeans")
@@ -287,3 +287,39 @@ def test_saved_model_round_trip_and_serving_is_frozen(tmp_path):
   # The training function, reloaded, still updates the reloaded state.
   loaded.train(tf.constant(QUERIES))
   assert not np.array_equal(centers(loaded)["level1_centers:0"], saved["level1_centers:0"])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nonfinite_queries_never_reach_the_centers_and_are_counted(bad):
+  layer = _layer(rule="weighted_pull")
+  queries = QUERIES.copy()
+  queries[1, 0] = bad
+  queries[4, 1] = bad
+  layer(queries, training=True)
+  keep = np.array([0, 2, 3, 5])
+  np.testing.assert_allclose(
+      layer.level1_centers.numpy(),
+      np_update("weighted_pull", 0.1, C1, QUERIES[keep], np.array(EXPECTED_I)[keep]), rtol=1e-5)
+  assert np.all(np.isfinite(layer.level2_centers.numpy()))
+  assert float(layer.nonfinite_skipped.numpy()) == 2.0
+  assert float(np.sum(layer.level1_hits.numpy())) == 4.0
+
+
+def test_an_overflowing_center_step_is_not_applied_and_is_counted():
+  layer = _layer(rule="gradient", rate=0.1)
+  # Finite, but ||v - mu||^2 overflows float32 in the "gradient" rule's step.
+  queries = np.array([[3e19, 3e19]], np.float32)
+  before = _values(layer)
+  layer(queries, training=True)
+  np.testing.assert_array_equal(layer.level1_centers.numpy(), before["level1_centers"])
+  np.testing.assert_array_equal(layer.level2_centers.numpy(), before["level2_centers"])
+  assert float(layer.nonfinite_skipped.numpy()) == 2.0  # one center step per level
+
+
+def test_reseeding_never_draws_a_nonfinite_query():
+  layer = _layer(rule="ema", reseed_dead_every=1)
+  queries = np.full((4, 2), np.nan, np.float32)
+  layer(queries, training=True)  # every center is dead and due, every query NaN
+  np.testing.assert_array_equal(layer.level1_centers.numpy(), C1)
+  np.testing.assert_array_equal(layer.level2_centers.numpy(), C2)
+  assert float(layer.nonfinite_skipped.numpy()) == 4.0

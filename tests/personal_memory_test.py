@@ -129,7 +129,7 @@ def test_config_round_trip_weights_and_shapes():
                                              name="upbe")
   assert layer(tf.constant([1, 2, 3])).shape == (3, 3, 8)
   assert layer.compute_output_shape([3]) == (3, 3, 8)
-  assert len(layer.trainable_weights) == 0 and len(layer.non_trainable_weights) == 1
+  assert len(layer.trainable_weights) == 0 and len(layer.non_trainable_weights) == 2
   config = layer.get_config()
   assert personal_memory.PersonalizedMemory.from_config(config).get_config() == config
   assert (tf.keras.utils.get_registered_object("duia>PersonalizedMemory")
@@ -155,3 +155,25 @@ def test_saved_model_round_trip_and_serving_is_frozen(tmp_path):
   for _ in range(2):
     np.testing.assert_allclose(loaded.serve(tf.constant(IDS)), expected, atol=1e-7)
   np.testing.assert_array_equal(memory.numpy(), layer.memory.numpy())
+
+
+def test_nonfinite_targets_never_reach_the_memory_and_are_counted():
+  layer = _layer("weighted_pull")
+  targets = TARGETS.copy()
+  targets[0, 0, 0] = np.nan  # id 3, level 0
+  targets[1, 1, 1] = np.inf  # id 5, level 1
+  layer(IDS, targets=targets, update_mask=POSITIVE, training=True)
+  mask = np.stack([POSITIVE, POSITIVE], axis=1)
+  mask[0, 0] = mask[1, 1] = False
+  expected = INITIAL.copy()
+  rows = IDS % NUM_BUCKETS
+  for r in set(rows):
+    for level in range(LEVELS):
+      steps = [np_step("weighted_pull", TARGETS[b, level], INITIAL[r, level])
+               for b in range(len(rows))
+               if rows[b] == r and mask[b, level] and np.any(TARGETS[b, level] != 0)]
+      if steps:
+        expected[r, level] = INITIAL[r, level] + 0.1 * np.mean(steps, axis=0)
+  np.testing.assert_allclose(layer.memory.numpy(), expected, rtol=1e-5, atol=1e-6)
+  assert np.all(np.isfinite(layer.memory.numpy()))
+  assert float(layer.nonfinite_skipped.numpy()) == 2.0

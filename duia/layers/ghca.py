@@ -125,7 +125,10 @@ class GHCAMemory(tf.keras.layers.Layer):
       queries assigned (for hit-fraction reports, DUIA Table 9).
     level1_recent_hits [N1]: hits since the last re-seed.
     steps []: int64, number of update steps.
-  That is 6 weights, or 4 when flat (no level-2 weights).
+    nonfinite_skipped []: float32, sampled queries with a NaN or Inf that were
+      left out of an update, plus center steps that came out non-finite and
+      were not applied: NaN/Inf never reach the centers.
+  That is 7 weights, or 5 when flat (no level-2 weights).
 
   Sampling: about `sample_rate` of the eligible rows (those with `update_mask`
   true) take part in an update. With `sample_groups` (e.g. 0 = low-active,
@@ -222,6 +225,7 @@ class GHCAMemory(tf.keras.layers.Layer):
           tf.keras.initializers.RandomNormal(stddev=stddev, seed=self.seed + 1))
       self.level2_hits = state_weight(self, "level2_hits", [n2])
     self.steps = state_weight(self, "steps", [], dtype=tf.int64)
+    self.nonfinite_skipped = state_weight(self, "nonfinite_skipped", [])
     super().build(input_shape)
 
   def _queries(self, queries) -> tf.Tensor:
@@ -316,6 +320,14 @@ class GHCAMemory(tf.keras.layers.Layer):
     take = self.sample_mask(tf.shape(q)[0], sample_groups, update_mask)
     if enabled is not None:
       take = tf.logical_and(take, enabled)
+    # A NaN or Inf query (a diverged tower, a bad feature) would make its center
+    # NaN for good: such rows are counted and left out, and zeroed so that no
+    # 0 * NaN enters the sums.
+    finite = tf.reduce_all(tf.math.is_finite(q), axis=-1)
+    skipped_queries = tf.reduce_sum(tf.cast(tf.logical_and(take, tf.logical_not(finite)),
+                                            tf.float32))
+    take = tf.logical_and(take, finite)
+    q = tf.where(finite[:, None], q, tf.zeros_like(q))
     take_f = tf.cast(take, q.dtype)
     stats = []
     for (centers, _), index in zip(self._levels(), indices):  # pre-update values
@@ -324,16 +336,23 @@ class GHCAMemory(tf.keras.layers.Layer):
       n = centers.shape[0]
       stats.append((tf.math.unsorted_segment_sum(delta, index, n),
                     tf.math.unsorted_segment_sum(take_f, index, n)))
-    stats = all_reduce_sum(stats)
+    stats, skipped_queries = all_reduce_sum((stats, skipped_queries))
+    skipped = skipped_queries
     for (centers, hits), (sums, counts) in zip(self._levels(), stats):
-      centers.assign_add(self.rate * sums / tf.maximum(counts, 1.0)[:, None])
+      step = self.rate * sums / tf.maximum(counts, 1.0)[:, None]
+      # Finite queries can still overflow a step (the "gradient" rule squares
+      # distances); such a center keeps its value.
+      step_ok = tf.reduce_all(tf.math.is_finite(step), axis=-1)
+      skipped += tf.reduce_sum(tf.cast(tf.logical_not(step_ok), tf.float32))
+      centers.assign_add(tf.where(step_ok[:, None], step, tf.zeros_like(step)))
       hits.assign_add(counts)
     self.level1_recent_hits.assign_add(stats[0][1])
+    self.nonfinite_skipped.assign_add(skipped)
     if self.reseed_dead_every > 0:
-      self._maybe_reseed(q, enabled)
+      self._maybe_reseed(q, finite, enabled)
     self.steps.assign_add(1 if enabled is None else tf.cast(enabled, tf.int64))
 
-  def _maybe_reseed(self, q, enabled):
+  def _maybe_reseed(self, q, finite, enabled):
     # Branch-free (tf.where, not tf.cond): assigns to mirrored variables inside a
     # tf.cond in a replica context are not allowed.
     batch = tf.shape(q)[0]
@@ -344,6 +363,8 @@ class GHCAMemory(tf.keras.layers.Layer):
     rows = tf.random.stateless_uniform([self.num_level1], self._seed(salt=1), minval=0,
                                        maxval=tf.maximum(batch, 1), dtype=tf.int32)
     fresh = tf.gather(tf.concat([q, tf.zeros([1, self.dim], q.dtype)], 0), rows)
+    # A center drawn onto a non-finite query (zeroed in `_update`) waits for the next re-seed.
+    dead = tf.logical_and(dead, tf.gather(tf.concat([finite, [False]], 0), rows))
     self.level1_centers.assign(tf.where(dead[:, None], fresh, self.level1_centers))
     if self.hierarchical:
       parent = tf.repeat(fresh, self.num_children, axis=0)

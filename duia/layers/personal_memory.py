@@ -37,7 +37,9 @@ class PersonalizedMemory(tf.keras.layers.Layer):
   becomes a side table fed as features (DESIGN section 8). One replica uses
   sparse per-unique-id sums.
 
-  Weights: one non-trainable `memory`; no trainable weights.
+  Weights (non-trainable): `memory`, and `nonfinite_skipped` [] counting the
+  targets with a NaN or Inf left out of an update and the row steps that came
+  out non-finite and were not applied; no trainable weights.
 
   Args:
     num_buckets: number of hash buckets (rows of the memory).
@@ -82,6 +84,7 @@ class PersonalizedMemory(tf.keras.layers.Layer):
 
   def build(self, input_shape):
     self.memory = state_weight(self, "memory", [self.num_buckets, self.levels, self.dim])
+    self.nonfinite_skipped = state_weight(self, "nonfinite_skipped", [])
     super().build(input_shape)
 
   def bucket(self, ids) -> tf.Tensor:
@@ -117,15 +120,20 @@ class PersonalizedMemory(tf.keras.layers.Layer):
       take = tf.logical_and(take, mask[:, None] if mask.shape.rank == 1 else mask)
     if enabled is not None:
       take = tf.logical_and(take, enabled)
+    # As GHCA: a NaN/Inf target is counted and left out (and zeroed, so no 0 * NaN).
+    finite = tf.reduce_all(tf.math.is_finite(targets), axis=-1)  # [B, levels]
+    skipped = tf.reduce_sum(tf.cast(tf.logical_and(take, tf.logical_not(finite)), tf.float32))
+    take = tf.logical_and(take, finite)
+    targets = tf.where(finite[..., None], targets, tf.zeros_like(targets))
     delta = memory_step(self.update_rule, targets, stored)
     delta = tf.where(take[..., None], delta, tf.zeros_like(delta))
     take_f = tf.cast(take, delta.dtype)
 
     ctx = tf.distribute.get_replica_context()
     if ctx is not None and ctx.num_replicas_in_sync > 1:
-      sums, counts = all_reduce_sum((
+      sums, counts, skipped = all_reduce_sum((
           tf.math.unsorted_segment_sum(delta, rows, self.num_buckets),
-          tf.math.unsorted_segment_sum(take_f, rows, self.num_buckets)))
+          tf.math.unsorted_segment_sum(take_f, rows, self.num_buckets), skipped))
       touched = tf.where(tf.reduce_any(counts > 0, axis=-1))[:, 0]
       sums, counts = tf.gather(sums, touched), tf.gather(counts, touched)
     else:
@@ -137,7 +145,11 @@ class PersonalizedMemory(tf.keras.layers.Layer):
       touched = tf.boolean_mask(unique_rows, keep)
       sums, counts = tf.boolean_mask(sums, keep), tf.boolean_mask(counts, keep)
     step = self.rate * sums / tf.maximum(counts, 1.0)[..., None]
-    self.memory.scatter_add(tf.IndexedSlices(step, touched))
+    step_ok = tf.reduce_all(tf.math.is_finite(step), axis=-1)  # an overflowed step
+    skipped += tf.reduce_sum(tf.cast(tf.logical_not(step_ok), tf.float32))
+    self.memory.scatter_add(tf.IndexedSlices(
+        tf.where(step_ok[..., None], step, tf.zeros_like(step)), touched))
+    self.nonfinite_skipped.assign_add(skipped)
 
   def compute_output_shape(self, input_shape):
     return tf.TensorShape([tf.TensorShape(input_shape)[0], self.levels, self.dim])

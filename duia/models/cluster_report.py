@@ -2,8 +2,9 @@
 
 Per memory (user GHCA or flat memory, item GHCA): the fraction of level-1
 centers hit by eval queries (DUIA Table 9), the distribution of eval cluster
-sizes, and the centers that no training query ever reached (dead). Saved as
-JSON next to the model and printed as a table.
+sizes, the centers that no training query ever reached (dead), and the
+updates training skipped for NaN/Inf values. Saved as JSON next to the model
+and printed as a table.
 """
 
 import json
@@ -37,7 +38,8 @@ def build_report(model, batches: Iterable[Dict[str, tf.Tensor]]) -> Dict[str, An
 
   Returns:
     {memory name: {level1_centers, eval_rows, level1_hit_fraction,
-     cluster_size_percentiles, dead_centers_after_training}}.
+     cluster_size_percentiles, dead_centers_after_training,
+     nonfinite_updates_skipped}}.
   """
   memories = model.memories()
   counts = {name: np.zeros(layer.num_level1, np.int64) for name, layer in memories.items()}
@@ -57,6 +59,7 @@ def build_report(model, batches: Iterable[Dict[str, tf.Tensor]]) -> Dict[str, An
             f"p{p}": float(np.percentile(sizes, p)) for p in (0, 25, 50, 75, 90, 100)},
         "largest_cluster_share": float(sizes.max() / max(sizes.sum(), 1)),
         "dead_centers_after_training": int(layer.dead_centers().numpy().sum()),
+        "nonfinite_updates_skipped": int(layer.nonfinite_skipped.numpy()),
     }
   return report
 
@@ -64,12 +67,13 @@ def build_report(model, batches: Iterable[Dict[str, tf.Tensor]]) -> Dict[str, An
 def format_report(report: Dict[str, Any]) -> str:
   """A fixed-width table of the report."""
   lines = [f"{'memory':<10} {'N1':>5} {'eval rows':>9} {'L1 hit':>7} {'median':>7} "
-           f"{'largest':>8} {'dead':>5}"]
+           f"{'largest':>8} {'dead':>5} {'NaN/Inf skipped':>15}"]
   for name, r in report.items():
     lines.append(f"{name:<10} {r['level1_centers']:>5} {r['eval_rows']:>9} "
                  f"{r['level1_hit_fraction']:>7.2f} "
                  f"{r['cluster_size_percentiles']['p50']:>7.1f} "
-                 f"{r['largest_cluster_share']:>8.2f} {r['dead_centers_after_training']:>5}")
+                 f"{r['largest_cluster_share']:>8.2f} {r['dead_centers_after_training']:>5} "
+                 f"{r.get('nonfinite_updates_skipped', 0):>15}")
   return "\n".join(lines)
 
 
