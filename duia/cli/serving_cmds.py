@@ -49,7 +49,12 @@ def cmd_predict(args) -> None:
       os.path.join(os.path.abspath(args.root), "metadata.sqlite"))
   requests = demo_requests.sample_requests(
       demo_requests.read_examples(examples_dir), args.users, args.candidates, args.seed)
-  print_rankings(client_lib.RankingClient(args.target, model_name=args.model_name), requests)
+  credentials = None
+  if args.tls_ca_file:
+    from duia.serving import tls  # pylint: disable=g-import-not-at-top
+    credentials = tls.channel_credentials(args.tls_ca_file)
+  print_rankings(client_lib.RankingClient(args.target, model_name=args.model_name,
+                                          credentials=credentials), requests)
 
 
 def add_parsers(sub) -> None:
@@ -57,7 +62,8 @@ def add_parsers(sub) -> None:
   p = sub.add_parser(
       "serve", help="serve pushed models over TF Serving's gRPC and REST APIs",
       description="Other flags of `python -m duia.serving.server` pass through, e.g. "
-                  "--enable_batching --version_policy=latest:2 --file_system_poll_wait_seconds=5")
+                  "--enable_batching --version_policy=latest:2 --file_system_poll_wait_seconds=5 "
+                  "--ssl_cert_file=server.pem --ssl_key_file=server.key")
   p.add_argument("--model-base-path", required=True,
                  help="folder of numbered versions, e.g. runs/local/serving/duia")
   p.add_argument("--model-name", default="duia")
@@ -75,4 +81,6 @@ def add_parsers(sub) -> None:
   p.add_argument("--users", type=int, default=3)
   p.add_argument("--candidates", type=int, default=10)
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--tls-ca-file", default=None,
+                 help="PEM CA of a server started with --ssl_cert_file: connect over TLS")
   p.set_defaults(func=cmd_predict)

@@ -278,11 +278,13 @@ def predict(stub: _Stub,
   return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
 
 
-def _channel(target: str, max_message_bytes: int) -> grpc.Channel:
-  return grpc.insecure_channel(target, options=[
-      ("grpc.max_send_message_length", max_message_bytes),
-      ("grpc.max_receive_message_length", max_message_bytes),
-  ])
+def _channel(target: str, max_message_bytes: int,
+             credentials: Optional[grpc.ChannelCredentials] = None) -> grpc.Channel:
+  options = [("grpc.max_send_message_length", max_message_bytes),
+             ("grpc.max_receive_message_length", max_message_bytes)]
+  if credentials is not None:
+    return grpc.secure_channel(target, credentials, options=options)
+  return grpc.insecure_channel(target, options=options)
 
 
 def predict_examples(
@@ -329,12 +331,17 @@ class RankingClient:
                model_name: str = DEFAULT_MODEL_NAME,
                signature: str = features.SERVING_RAW_SIGNATURE,
                timeout_s: float = DEFAULT_TIMEOUT_S,
-               max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
-    """Opens a channel to `target` ("host:port"); no call is made yet."""
+               max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+               credentials: Optional[grpc.ChannelCredentials] = None):
+    """Opens a channel to `target` ("host:port"); no call is made yet.
+
+    `credentials` (e.g. `tls.channel_credentials(ca_file)`) make it a TLS
+    channel; None is plaintext.
+    """
     self._model_name = model_name
     self._signature = signature
     self._timeout_s = timeout_s
-    self._channel = _channel(target, max_message_bytes)
+    self._channel = _channel(target, max_message_bytes, credentials)
     self._stub = prediction_service_pb2_grpc.PredictionServiceStub(
         self._channel)
 

@@ -13,8 +13,9 @@ model is deployable on TF Serving as it is (docs/serving.md).
   version (`assets.extra/tf_serving_warmup_requests`), swaps atomically, keeps
   serving the old one until then; a version policy picks what is served.
 - Batching (`batching.py`), off by default as in TF Serving.
-- Binds 127.0.0.1 by default; request size is capped (RESOURCE_EXHAUSTED from
-  gRPC beyond `max_message_bytes`); SIGINT/SIGTERM drain in-flight requests.
+- Binds 127.0.0.1 by default; TLS (and mutual TLS) on gRPC by config
+  (`tls.py`); request size is capped (RESOURCE_EXHAUSTED from gRPC beyond
+  `max_message_bytes`); SIGINT/SIGTERM drain in-flight requests.
 
 Every failure a request causes is answered with a status code and a message
 that names the problem (`errors.RequestError`); it never stops the server.
@@ -43,6 +44,7 @@ from duia.serving import errors
 from duia.serving import model_loader
 from duia.serving import model_store
 from duia.serving import rest
+from duia.serving import tls as tls_lib
 from duia.serving import version_policy
 
 DEFAULT_MODEL_NAME = "duia"
@@ -69,6 +71,8 @@ class ServerConfig:
     policy: Which versions to serve.
     batching: Batching knobs; None turns batching off.
     warmup: Replay each new version's warmup file before serving it.
+    tls: Serve gRPC over TLS with these files; None serves plaintext. REST has
+      no TLS here (nor in TF Serving), so it cannot be combined with TLS.
   """
 
   model_base_path: str
@@ -82,6 +86,12 @@ class ServerConfig:
   policy: version_policy.VersionPolicy = version_policy.VersionPolicy()
   batching: Optional[batching_lib.BatchingConfig] = None
   warmup: bool = True
+  tls: Optional[tls_lib.TlsConfig] = None
+
+  def __post_init__(self):
+    if self.tls is not None and self.rest_api_port is not None:
+      raise ValueError("REST has no TLS: with TLS on, turn REST off (rest_api_port=None) "
+                       "or put a TLS-terminating proxy in front of it.")
 
 
 def _abort_on_error(method: Callable):
@@ -195,7 +205,10 @@ class ModelServer:
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.backend), server)
     address = _address(config.host, config.port)
     try:
-      bound = server.add_insecure_port(address)
+      if config.tls is not None:
+        bound = server.add_secure_port(address, config.tls.server_credentials())
+      else:
+        bound = server.add_insecure_port(address)
     except RuntimeError as e:
       raise OSError(f"Could not bind {address}: {e}") from e
     if bound == 0:  # Older grpcio reports failure this way instead of raising.
@@ -239,7 +252,7 @@ def start_server(model_base_path: str,
     model_base_path, model_name, host, port, max_workers, max_message_bytes:
       as in `ServerConfig`.
     **options: Any other `ServerConfig` field (rest_api_port, poll_interval_s,
-      policy, batching, warmup).
+      policy, batching, warmup, tls).
 
   Raises:
     model_loader.NoServableVersionError: if there is no version to load.
@@ -315,10 +328,21 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--no_warmup", action="store_true",
                       help="Do not replay assets.extra/tf_serving_warmup_requests.")
   parser.add_argument("--grace_s", type=float, default=5.0)
+  parser.add_argument("--ssl_cert_file", default=None,
+                      help="PEM server certificate: serve gRPC over TLS (with --ssl_key_file).")
+  parser.add_argument("--ssl_key_file", default=None, help="PEM private key of the certificate.")
+  parser.add_argument("--ssl_client_ca_file", default=None,
+                      help="PEM CA: clients must present a certificate it signed (mutual TLS).")
   return parser
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
+  """The ServerConfig of parsed flags; raises ValueError on inconsistent TLS flags."""
+  tls = None
+  if args.ssl_cert_file or args.ssl_key_file or args.ssl_client_ca_file:
+    if not (args.ssl_cert_file and args.ssl_key_file):
+      raise ValueError("TLS needs both --ssl_cert_file and --ssl_key_file.")
+    tls = tls_lib.TlsConfig(args.ssl_cert_file, args.ssl_key_file, args.ssl_client_ca_file)
   batching_config = None
   if args.enable_batching:
     batching_config = batching_lib.BatchingConfig(
@@ -329,7 +353,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
       port=args.port, rest_api_port=args.rest_api_port, max_workers=args.max_workers,
       max_message_bytes=args.max_message_bytes,
       poll_interval_s=args.file_system_poll_wait_seconds, policy=args.version_policy,
-      batching=batching_config, warmup=not args.no_warmup)
+      batching=batching_config, warmup=not args.no_warmup, tls=tls)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
