@@ -30,7 +30,7 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    "test": ["pytest==9.2.0"],
+    "test": ["pytest==9.2.0", "hypothesis==6.168.5"],
 }
 
 setuptools.setup(

@@ -183,3 +183,34 @@ def test_duia_model_reports_its_memories_and_warm_starts(pipeline_run):
   local_runner.run(dataclasses.replace(config, enable_cache=True))
   assert "base_model" in report.latest_input_keys(config.metadata_path, "Trainer")
   assert report.count_executions(config.metadata_path, "Trainer") == 2
+
+
+def _overall_auc(config):
+  uri = report.latest_artifact_uri(config.metadata_path, "ModelEvaluation")
+  rows = {r.slice_name: r.values for r in report.load_slice_metrics(uri)}
+  return rows["overall"]["valid_consumption/auc"]
+
+
+def test_a_worse_model_is_not_blessed_and_not_pushed(pipeline_run):
+  config = pipeline_run
+  if config.training.duia.variant != "ple":
+    pytest.skip("one variant shows the gate")
+  blessed_auc = _overall_auc(config)
+  pushed = sorted(os.listdir(config.serving_model_dir))
+  examples = report.latest_output_uri(config.metadata_path, "RawLogExampleGen", "examples")
+  # One step at a vanishing learning rate: the model stays at its random start.
+  worse = dataclasses.replace(
+      config, enable_cache=True,
+      training=config.training.override({"train_steps": 1, "learning_rate": 1e-9, "seed": 1}))
+  local_runner.run(worse)
+  worse_auc = _overall_auc(config)
+  tolerance = config.blessing.max_auc_regression
+  assert worse_auc < blessed_auc - tolerance, (worse_auc, blessed_auc)  # the setup holds
+  # The Evaluator compared it with the last blessed model and refused it...
+  assert report.count_executions(config.metadata_path, "Evaluator") == 2
+  assert not report.is_blessed(report.latest_artifact_uri(config.metadata_path, "ModelBlessing"))
+  # ... so the Pusher pushed nothing: the served versions are the blessed ones.
+  assert sorted(os.listdir(config.serving_model_dir)) == pushed
+  # The ingestion did not change, so the second run reused its output (cache).
+  assert report.latest_output_uri(config.metadata_path, "RawLogExampleGen",
+                                  "examples") == examples
