@@ -57,6 +57,7 @@ from duia.serving.errors import RequestError
 DEFAULT_REST_PORT = 8501  # TF Serving's REST port.
 # The server passes its gRPC message cap (`server.DEFAULT_MAX_MESSAGE_BYTES`).
 DEFAULT_MAX_BODY_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_CONCURRENT_REQUESTS = 32
 
 # TF Serving's `ToHTTPStatusCode` (model_servers/http_server.cc), with the
 # numbers from util/net_http/server/public/response_code_enum.h.
@@ -220,6 +221,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
   def _handle(self) -> None:
     self._body_consumed = False
     path = urllib.parse.urlsplit(self.path).path
+    # A thread per connection: without a cap, an overload would hold one
+    # thread and one request per client. Beyond the cap, shed at once.
+    if not self.server.slots.acquire(blocking=False):
+      self._discard_body()
+      self._send_json(http_status(grpc.StatusCode.RESOURCE_EXHAUSTED), {
+          "error": f"Server overloaded: {self.server.max_concurrent_requests} requests are "
+                   "in progress; retry later."}, {"Retry-After": "1"})
+      return
+    try:
+      self._handle_admitted(path)
+    finally:
+      self.server.slots.release()
+
+  def _handle_admitted(self, path: str) -> None:
     headers: Dict[str, str] = {}
     try:
       route = _route(self.command, path)
@@ -256,6 +271,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
       raise _HttpError(413, f"Request body of {length} bytes exceeds the "
                             f"limit of {limit} bytes.")
     return length
+
+  def _discard_body(self) -> None:
+    """Reads a shed request's body in small chunks, keeping none of it.
+
+    Closing on unread bytes would reset the connection under a client still
+    sending, and it would see no answer at all. A body that is too large or
+    has no length is left unread (the connection then closes).
+    """
+    try:
+      length = self._content_length() or 0
+    except _HttpError:
+      return
+    while length > 0:
+      chunk = self.rfile.read(min(length, 1 << 16))
+      if not chunk:
+        return
+      length -= len(chunk)
+    self._body_consumed = True
 
   def _read_body(self) -> bytes:
     length = self._content_length()
@@ -307,13 +340,18 @@ class _Server(http.server.ThreadingHTTPServer):
   """A thread per connection; threads die with the process."""
 
   daemon_threads = True
+  # socketserver's default backlog of 5 resets connections in a burst before
+  # they can even be answered (shed); the kernel caps it at somaxconn anyway.
+  request_queue_size = 128
 
   def __init__(self, address: Tuple[str, int], backend: Backend,
-               max_body_bytes: int):
+               max_body_bytes: int, max_concurrent_requests: int):
     self.address_family = (socket.AF_INET6 if ":" in address[0] else
                            socket.AF_INET)
     self.backend = backend
     self.max_body_bytes = max_body_bytes
+    self.max_concurrent_requests = max_concurrent_requests
+    self.slots = threading.BoundedSemaphore(max_concurrent_requests)
     super().__init__(address, _Handler)
 
   def server_bind(self):
@@ -343,7 +381,8 @@ class RestGateway:
   """
 
   def __init__(self, backend: Backend, host: str = "127.0.0.1", port: int = 0,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS):
     """Configures the gateway; nothing is bound until `start`.
 
     Args:
@@ -353,13 +392,19 @@ class RestGateway:
       port: Port to bind; 0 picks a free one.
       max_body_bytes: Largest request body accepted; larger ones get 413
         without being read.
+      max_concurrent_requests: Requests handled at once; more are answered
+        with RESOURCE_EXHAUSTED's HTTP status at once.
 
     Raises:
-      ValueError: if `max_body_bytes` is not positive.
+      ValueError: if `max_body_bytes` or `max_concurrent_requests` is not positive.
     """
     if max_body_bytes <= 0:
       raise ValueError(f"max_body_bytes must be positive. Received: "
                        f"{max_body_bytes}")
+    if max_concurrent_requests <= 0:
+      raise ValueError("max_concurrent_requests must be positive. Received: "
+                       f"{max_concurrent_requests}")
+    self._max_concurrent_requests = max_concurrent_requests
     self._backend = backend
     self._host = host
     self._requested_port = port
@@ -391,7 +436,7 @@ class RestGateway:
       address = _address(self._host, self._requested_port)
       try:
         server = _Server((self._host, self._requested_port), self._backend,
-                         self._max_body_bytes)
+                         self._max_body_bytes, self._max_concurrent_requests)
       except OSError as e:
         raise OSError(e.errno, f"Could not bind the REST gateway to "
                                f"{address}: {e.strerror or e}") from e

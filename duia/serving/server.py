@@ -15,7 +15,9 @@ model is deployable on TF Serving as it is (docs/serving.md).
 - Batching (`batching.py`), off by default as in TF Serving.
 - Binds 127.0.0.1 by default; TLS (and mutual TLS) on gRPC by config
   (`tls.py`); request size is capped (RESOURCE_EXHAUSTED from gRPC beyond
-  `max_message_bytes`); SIGINT/SIGTERM drain in-flight requests.
+  `max_message_bytes`), and so is the number of requests held at once
+  (RESOURCE_EXHAUSTED beyond `max_concurrent_requests`: an overload is shed,
+  not queued); SIGINT/SIGTERM drain in-flight requests.
 
 Every failure a request causes is answered with a status code and a message
 that names the problem (`errors.RequestError`); it never stops the server.
@@ -66,6 +68,10 @@ class ServerConfig:
     port: gRPC port; 0 picks a free one.
     rest_api_port: REST port; 0 picks a free one, None turns REST off.
     max_workers: Request threads per front end.
+    max_concurrent_requests: Requests each front end holds at once (gRPC:
+      running or waiting for a worker); beyond it gRPC answers
+      RESOURCE_EXHAUSTED and REST 429 at once, so an overload is shed instead
+      of queued without limit. None: 8 * max_workers.
     max_message_bytes: Cap on gRPC message and REST body size.
     poll_interval_s: Seconds between looks for new versions; 0 turns it off.
     policy: Which versions to serve.
@@ -82,6 +88,7 @@ class ServerConfig:
   rest_api_port: Optional[int] = None
   max_workers: int = 4
   max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+  max_concurrent_requests: Optional[int] = None
   poll_interval_s: float = 0.0
   policy: version_policy.VersionPolicy = version_policy.VersionPolicy()
   batching: Optional[batching_lib.BatchingConfig] = None
@@ -89,6 +96,9 @@ class ServerConfig:
   tls: Optional[tls_lib.TlsConfig] = None
 
   def __post_init__(self):
+    if self.max_concurrent_requests is not None and self.max_concurrent_requests < 1:
+      raise ValueError("max_concurrent_requests must be >= 1. "
+                       f"Received: {self.max_concurrent_requests}")
     if self.tls is not None and self.rest_api_port is not None:
       raise ValueError("REST has no TLS: with TLS on, turn REST off (rest_api_port=None) "
                        "or put a TLS-terminating proxy in front of it.")
@@ -178,6 +188,8 @@ class ModelServer:
     self._rest = None
     self.port: Optional[int] = None
     self.rest_port: Optional[int] = None
+    # Per front end: gRPC and REST each hold at most this many requests.
+    self.max_concurrent_requests = config.max_concurrent_requests or 8 * config.max_workers
 
   def start(self) -> "ModelServer":
     """Loads the served versions, then binds and starts the front ends.
@@ -193,6 +205,7 @@ class ModelServer:
     server = grpc.server(
         concurrent.futures.ThreadPoolExecutor(
             max_workers=config.max_workers, thread_name_prefix="duia-serving"),
+        maximum_concurrent_rpcs=self.max_concurrent_requests,
         options=[
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -217,7 +230,8 @@ class ModelServer:
     self._grpc, self.port = server, bound
     if config.rest_api_port is not None:
       self._rest = rest.RestGateway(self.backend, config.host, config.rest_api_port,
-                                    max_body_bytes=config.max_message_bytes)
+                                    max_body_bytes=config.max_message_bytes,
+                                    max_concurrent_requests=self.max_concurrent_requests)
       self.rest_port = self._rest.start()
     if config.poll_interval_s > 0:
       self.store.start_polling(config.poll_interval_s)
@@ -314,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--rest_api_port", type=int, default=None,
                       help=f"REST port (TF Serving uses {rest.DEFAULT_REST_PORT}); off if unset.")
   parser.add_argument("--max_workers", type=int, default=4)
+  parser.add_argument("--max_concurrent_requests", type=int, default=None,
+                      help="gRPC requests held at once; more get RESOURCE_EXHAUSTED "
+                           "(default 8 x max_workers).")
   parser.add_argument("--max_message_bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES)
   parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
                       help="Seconds between looks for new versions; 0 turns polling off.")
@@ -351,6 +368,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
   return ServerConfig(
       model_base_path=args.model_base_path, model_name=args.model_name, host=args.host,
       port=args.port, rest_api_port=args.rest_api_port, max_workers=args.max_workers,
+      max_concurrent_requests=args.max_concurrent_requests,
       max_message_bytes=args.max_message_bytes,
       poll_interval_s=args.file_system_poll_wait_seconds, policy=args.version_policy,
       batching=batching_config, warmup=not args.no_warmup, tls=tls)
