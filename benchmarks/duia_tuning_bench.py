@@ -1,4 +1,4 @@
-"""Screens DUIA's small-data knobs (N1, K, rates, dims, sampling) against PLE.
+"""Screens DUIA's (or HIM's) small-data knobs against PLE.
 
 One switch at a time from the defaults, every setting trained for the same
 seeds on the same Transform output, scored with scikit-learn exactly as
@@ -10,6 +10,7 @@ benchmarks/results/duia_tuning_<dataset>.json.
 
     python -m benchmarks.duia_tuning_bench --dataset movielens [--seeds 3]
     python -m benchmarks.duia_tuning_bench --dataset gen-100k --settings default,rate_0.01
+    python -m benchmarks.duia_tuning_bench --dataset movielens --variant him   # HIM_SETTINGS
 """
 
 import argparse
@@ -37,6 +38,21 @@ SETTINGS = {
     "sample_rate_1.0": {"sample_rate": 1.0},
 }
 
+# name -> `him` overrides, for --variant him. Session boundaries: the defaults
+# (1, 7, 30 days); hours (MovieLens rates in bursts: half of its history is
+# under 0.02 days old, benchmarks/him_session_stats.py); the generated logs'
+# 10/30/50% age quantiles (0.4, 2.3, 4.4 days), HIM's own rule (Figure 4);
+# one session (no split at all).
+HIM_SETTINGS = {
+    "default": {},
+    "alpha_0.1": {"group_loss_weight": 0.1},
+    "alpha_0": {"group_loss_weight": 0.0},
+    "sessions_hours": {"session_days": [0.02, 0.1, 1.0]},
+    "sessions_quantiles_gen": {"session_days": [0.4, 2.3, 4.4]},
+    "one_session": {"session_days": []},
+    "top_n_16": {"top_n": 16},
+}
+
 
 def _summary(runs, key):
   values = [r[key] for r in runs]
@@ -49,30 +65,39 @@ def main() -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--dataset", default="movielens", help="movielens or gen-<N>k")
   parser.add_argument("--variant", default="duia")
-  parser.add_argument("--settings", default=",".join(SETTINGS))
+  parser.add_argument("--settings", default=None,
+                      help="comma-separated names (default: all of the variant's table)")
   parser.add_argument("--seeds", type=int, default=3)
   parser.add_argument("--work", default=os.path.join(screen.REPO, "runs", "tuning"))
   args = parser.parse_args()
+  table = HIM_SETTINGS if args.variant == "him" else SETTINGS
+  names = args.settings.split(",") if args.settings else list(table)
+  unknown = [n for n in names if n not in table]
+  if unknown:
+    parser.error(f"unknown settings {unknown} for variant {args.variant}; known: {list(table)}")
   autograph_rules.skip_tf_keras_conversion()
   base, tf_transform_output, examples = screen.prepare(args.dataset, args.work)
   train_rows = sum(1 for _ in tf.data.TFRecordDataset(
       tf.io.gfile.glob(os.path.join(examples, "Split-train", "*.gz")), compression_type="GZIP"))
   steps = max(100, int(train_rows / base.training.batch_size))  # one epoch
 
-  def runs_of(variant, duia_overrides):
+  def runs_of(variant, overrides):
     runs = []
     for seed in range(args.seeds):
-      config = base.training.override(
-          {"seed": seed, "duia": dict(duia_overrides, variant=variant)})
+      if variant == "him":
+        override = {"duia": {"variant": variant}, "him": overrides}
+      else:
+        override = {"duia": dict(overrides, variant=variant)}
+      config = base.training.override(dict(override, seed=seed))
       auc, train_s, _ = screen.train_and_score(config, tf_transform_output, examples, steps)
       runs.append(dict(auc, seed=seed, train_s=train_s))
-      print(f"{variant} {duia_overrides or 'default'} seed {seed}: {auc}", flush=True)
+      print(f"{variant} {overrides or 'default'} seed {seed}: {auc}", flush=True)
     return runs
 
   ple = runs_of("ple", {})
   rows = {"ple": {"overrides": {}, "runs": ple}}
-  for name in args.settings.split(","):
-    rows[name] = {"overrides": SETTINGS[name], "runs": runs_of(args.variant, SETTINGS[name])}
+  for name in names:
+    rows[name] = {"overrides": table[name], "runs": runs_of(args.variant, table[name])}
   for row in rows.values():
     for key in ("low", "high", "overall"):
       row[key] = _summary(row["runs"], key)
@@ -88,7 +113,9 @@ def main() -> None:
     up = row["low_uplift"]
     print(f"{name:<20} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16} "
           f"{up['mean']:>+11.4f}+-{up['std'] or 0:.4f}")
-  out = os.path.join(screen.REPO, "benchmarks", "results", f"duia_tuning_{args.dataset}.json")
+  suffix = "" if args.variant == "duia" else f"_{args.variant}"
+  out = os.path.join(screen.REPO, "benchmarks", "results",
+                     f"duia_tuning_{args.dataset}{suffix}.json")
   os.makedirs(os.path.dirname(out), exist_ok=True)
   with open(out, "w") as f:
     json.dump({"dataset": args.dataset, "variant": args.variant, "seeds": args.seeds,
