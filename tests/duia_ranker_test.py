@@ -7,9 +7,7 @@ import tensorflow as tf
 
 from duia.models import autograph_rules
 from duia.models import config as config_lib
-from duia.models import duia_ranker
 from duia.models import features
-from duia.models import inputs as inputs_lib
 from tests import model_fixtures
 
 XF = features.transformed_name
@@ -25,14 +23,10 @@ def _batch(batch_size=64, seed=0):
 
 
 def _model(variant, **duia_overrides):
-  config = config_lib.preset("tiny", {
+  return model_fixtures.tiny_ranker({
       "duia": dict({"variant": variant, "user_level1": 4, "user_children": 2,
                     "item_level1": 4, "item_children": 2, "flat_clusters": 6,
-                    "memory_dim": 8, "sample_rate": 1.0}, **duia_overrides),
-      "features": {"user_id_buckets": TABLE_SIZE, "item_id_buckets": TABLE_SIZE}})
-  model = duia_ranker.build_ranker(config, {t: TABLE_SIZE for t in inputs_lib.TABLES})
-  model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
-  return model
+                    "memory_dim": 8, "sample_rate": 1.0}, **duia_overrides)}, TABLE_SIZE)
 
 
 def _state(model):

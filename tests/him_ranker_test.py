@@ -6,11 +6,8 @@ import pytest
 import tensorflow as tf
 
 from duia.models import autograph_rules
-from duia.models import config as config_lib
-from duia.models import duia_ranker
 from duia.models import features
 from duia.models import him_ranker
-from duia.models import inputs as inputs_lib
 from tests import model_fixtures
 
 XF = features.transformed_name
@@ -26,14 +23,10 @@ def _batch(batch_size=64, seed=0):
 
 
 def _model(**him_overrides):
-  config = config_lib.preset("tiny", {
+  return model_fixtures.tiny_ranker({
       "duia": {"variant": "him"},
       "him": dict({"session_days": [1.0, 7.0], "top_n": 4, "gru_units": 3, "num_groups": 3,
-                   "group_dim": 4, "num_negative_users": 2}, **him_overrides),
-      "features": {"user_id_buckets": TABLE_SIZE, "item_id_buckets": TABLE_SIZE}})
-  model = duia_ranker.build_ranker(config, {t: TABLE_SIZE for t in inputs_lib.TABLES})
-  model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
-  return model
+                   "group_dim": 4, "num_negative_users": 2}, **him_overrides)}, TABLE_SIZE)
 
 
 def test_the_him_variant_builds_the_him_ranker():

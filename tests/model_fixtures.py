@@ -3,6 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
+from duia.models import config as config_lib
+from duia.models import duia_ranker
 from duia.models import features
 from duia.models import inputs as inputs_lib
 
@@ -38,3 +40,12 @@ def transformed_batch(batch_size: int, table_size: int, seed: int = 0):
     ages = np.cumsum(rng.exponential(5.0, ids.shape), axis=1)
     inputs[XF(ts_key)] = tf.constant(np.where(ids != 0, ages, 0.0), tf.float32)
   return inputs, labels
+
+
+def tiny_ranker(overrides, table_size: int):
+  """A compiled ranker of the "tiny" preset plus `overrides`, every table `table_size` rows."""
+  config = config_lib.preset("tiny", dict(overrides, features={
+      "user_id_buckets": table_size, "item_id_buckets": table_size}))
+  model = duia_ranker.build_ranker(config, {t: table_size for t in inputs_lib.TABLES})
+  model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+  return model
