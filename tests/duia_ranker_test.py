@@ -82,12 +82,7 @@ def test_auxiliary_loss_does_not_train_the_ranker_embeddings():
 def test_saved_model_round_trip_keeps_predictions_and_centers(tmp_path):
   model = _model("duia_items")
   batch = _batch()
-  model.fit(tf.data.Dataset.from_tensors(batch).repeat(3), epochs=1, verbose=0)
-  expected = model.serving_outputs(batch[0])
-  specs = {k: tf.TensorSpec([None] + list(v.shape[1:]), v.dtype) for k, v in batch[0].items()}
-  serve = tf.function(lambda **x: model.serving_outputs(x)).get_concrete_function(**specs)
-  tf.saved_model.save(model, str(tmp_path), signatures={"serving_default": serve})
-  loaded = tf.saved_model.load(str(tmp_path))
+  expected, loaded = model_fixtures.train_save_and_load(model, batch, str(tmp_path))
   got = loaded.signatures["serving_default"](**batch[0])
   for key, value in expected.items():
     np.testing.assert_allclose(got[key].numpy(), value.numpy(), rtol=1e-5, atol=1e-6)

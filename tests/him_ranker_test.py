@@ -18,10 +18,6 @@ def setup_module():
   autograph_rules.skip_tf_keras_conversion()
 
 
-def _batch(batch_size=64, seed=0):
-  return model_fixtures.transformed_batch(batch_size, TABLE_SIZE, seed)
-
-
 def _model(**him_overrides):
   return model_fixtures.tiny_ranker({
       "duia": {"variant": "him"},
@@ -35,7 +31,7 @@ def test_the_him_variant_builds_the_him_ranker():
 
 def test_one_train_step_and_one_eval_step():
   model = _model()
-  batch = _batch()
+  batch = model_fixtures.transformed_batch(64, TABLE_SIZE)
   served = model.serving_outputs(batch[0])
   assert set(served) == {features.TASK_VALID, features.TASK_WATCH, features.TASK_LIKE,
                          features.FUSED_SCORE}
@@ -52,7 +48,7 @@ def test_one_train_step_and_one_eval_step():
 
 
 def test_the_joint_loss_adds_alpha_times_the_group_loss():
-  features_in, labels = _batch()
+  features_in, labels = model_fixtures.transformed_batch(64, TABLE_SIZE)
   model = _model(group_loss_weight=0.0)
   tf.random.set_seed(0)
   without = model.compute_loss((features_in, labels)).numpy()
@@ -72,7 +68,7 @@ def test_the_joint_loss_adds_alpha_times_the_group_loss():
 
 def test_sessions_follow_the_history_ages():
   model = _model(top_n=6)  # the fixture's histories have 6 positions
-  features_in, _ = _batch()
+  features_in, _ = model_fixtures.transformed_batch(64, TABLE_SIZE)
   ids = features_in[XF(features.HIST_ITEM_IDS)]
   # Every history position today: all behaviour lands in session 0.
   features_in[XF(features.HIST_TS)] = tf.zeros_like(ids, tf.float32)
@@ -83,14 +79,9 @@ def test_sessions_follow_the_history_ages():
 
 def test_saved_model_round_trip_keeps_predictions(tmp_path):
   model = _model()
-  batch = _batch()
-  model.fit(tf.data.Dataset.from_tensors(batch).repeat(3), epochs=1, verbose=0)
-  expected = model.serving_outputs(batch[0])
-  specs = {k: tf.TensorSpec([None] + list(v.shape[1:]), v.dtype) for k, v in batch[0].items()}
-  serve = tf.function(lambda **x: model.serving_outputs(x)).get_concrete_function(**specs)
-  tf.saved_model.save(model, str(tmp_path), signatures={"serving_default": serve})
-  loaded = tf.saved_model.load(str(tmp_path))
-  other = _batch(batch_size=17, seed=1)[0]  # another batch size than traced with
+  batch = model_fixtures.transformed_batch(64, TABLE_SIZE)
+  expected, loaded = model_fixtures.train_save_and_load(model, batch, str(tmp_path))
+  other = model_fixtures.transformed_batch(17, TABLE_SIZE, seed=1)[0]  # another batch size
   for inputs, want in ((batch[0], expected), (other, model.serving_outputs(other))):
     got = loaded.signatures["serving_default"](**inputs)
     for key, value in want.items():

@@ -49,3 +49,18 @@ def tiny_ranker(overrides, table_size: int):
   model = duia_ranker.build_ranker(config, {t: table_size for t in inputs_lib.TABLES})
   model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
   return model
+
+
+def train_save_and_load(model, batch, path: str):
+  """Fits `model` 3 steps on `batch`, saves its `serving_outputs` as a SavedModel
+  signature (any batch size) and loads it back.
+
+  Returns:
+    (the model's outputs on batch's features before saving, the loaded SavedModel).
+  """
+  model.fit(tf.data.Dataset.from_tensors(batch).repeat(3), epochs=1, verbose=0)
+  expected = model.serving_outputs(batch[0])
+  specs = {k: tf.TensorSpec([None] + list(v.shape[1:]), v.dtype) for k, v in batch[0].items()}
+  serve = tf.function(lambda **x: model.serving_outputs(x)).get_concrete_function(**specs)
+  tf.saved_model.save(model, path, signatures={"serving_default": serve})
+  return expected, tf.saved_model.load(path)
