@@ -13,7 +13,8 @@ for items") with item ids and user centers as targets.
 
 import tensorflow as tf
 
-from duia.layers.ghca import UPDATE_RULES, all_reduce_sum, memory_step, state_weight, when_training
+from duia.layers.memory_updates import (
+    UPDATE_RULES, all_reduce_sum, memory_step, state_weight, when_training)
 
 
 @tf.keras.utils.register_keras_serializable(package="duia")

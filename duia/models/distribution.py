@@ -13,7 +13,7 @@ Under a strategy with several replicas, every replica's gradients are summed
 (`apply_gradients` all-reduces), so a replica's loss must be its share of the
 global-batch mean: `scale_loss` divides by the number of replicas, as Keras's
 own `compile()` losses do (TFRS tasks do not). The DUIA memories all-reduce
-their per-center sums (`layers.ghca.all_reduce_sum`), so their updates equal
+their per-center sums (`layers.memory_updates.all_reduce_sum`), so their updates equal
 one device's on the global batch when every row takes part
 (`duia.sample_rate` 1); with row sampling or re-seeding each replica draws
 from its own rows, and the replicas' copies stay identical all the same.

@@ -7,7 +7,8 @@ either, and the pushed model deploys on TF Serving unchanged (docs/serving.md).
 Modules, request path first:
   server: gRPC PredictionService and ModelService servicers, `ModelServer`,
     `start_server`, `serve` and the command line.
-  rest: TF Serving's REST routes on a second port (HTTP, routing, status codes).
+  rest: TF Serving's REST API on a second port (HTTP server, status codes, load shedding).
+  rest_routes: which model, version and action a REST path asks for.
   rest_json: TF Serving's REST JSON formats <-> its protos.
   backend: the protocol-neutral API calls (Predict, Classify, Regress,
     GetModelMetadata, GetModelStatus) on TF Serving's protos.
@@ -21,6 +22,8 @@ Modules, request path first:
     from eval examples, written at export, read and replayed at load.
   client: `RankingClient` (the raw-tensor `rank` signature) and
     `predict_examples` (the serialized-tf.Example `serving_default` signature).
+  predict_requests: PredictRequests built from feature dicts, values checked.
+  tls: TLS credentials for the server and clients.
 
 The package imports nothing eagerly: every module pulls in TensorFlow and
 gRPC, so callers import the module they need.

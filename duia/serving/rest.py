@@ -34,11 +34,9 @@ Usage:
   gateway.stop()
 """
 
-import dataclasses
 import http.server
 import json
 import logging
-import re
 import socket
 import socketserver
 import threading
@@ -52,6 +50,7 @@ from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.apis import predict_pb2
 
 from duia.serving import rest_json
+from duia.serving import rest_routes
 from duia.serving.errors import RequestError
 
 DEFAULT_REST_PORT = 8501  # TF Serving's REST port.
@@ -115,80 +114,6 @@ def http_status(code: grpc.StatusCode) -> int:
 
 
 # ---------------------------------------------------------------------------
-# Routing
-
-
-# TF Serving's kPredictionApiGegex and kModelStatusApiRegex, case-insensitive.
-_POST_ROUTE = re.compile(
-    r"/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?"
-    r":(classify|regress|predict)", re.IGNORECASE)
-_GET_ROUTE = re.compile(
-    r"/v1/models(?:/([^/:]+))?(?:/versions/(\d+)|/labels/([^/:]+))?"
-    r"(?:/(metadata))?", re.IGNORECASE)
-_INT64_MAX = 2**63 - 1
-_ROUTES_HELP = ("GET /v1/models/<name>[/versions/<v>][/metadata], "
-                "POST /v1/models/<name>[/versions/<v>]:predict")
-
-
-class _HttpError(Exception):
-  """A failure with an HTTP status of its own (no gRPC code maps to it)."""
-
-  def __init__(self, status: int, message: str,
-               headers: Optional[Dict[str, str]] = None):
-    super().__init__(message)
-    self.status = status
-    self.message = message
-    self.headers = headers or {}
-
-
-@dataclasses.dataclass(frozen=True)
-class _Route:
-  action: str  # "predict", "classify", "regress", "status" or "metadata".
-  model_name: str
-  version: Optional[int]
-
-
-def _parse_version(text: Optional[str]) -> Optional[int]:
-  if text is None:
-    return None
-  # The length check first: int() refuses strings over 4300 digits.
-  if len(text) > 19 or int(text) > _INT64_MAX:
-    raise rest_json.bad_request(f"Failed to convert version: {text} to numeric (it exceeds "
-               f"int64).")
-  return int(text)
-
-
-def _route(method: str, path: str) -> _Route:
-  """The route `method path` asks for.
-
-  Raises:
-    _HttpError: 404 for a path no route has, 405 for the wrong method.
-    RequestError: INVALID_ARGUMENT for a version label, a version beyond
-      int64 or a status request without a model name.
-  """
-  post = _POST_ROUTE.fullmatch(path)
-  get = None if post else _GET_ROUTE.fullmatch(path)
-  if not (post or get):
-    raise _HttpError(404, f"No route for {method} {path}. Routes: "
-                          f"{_ROUTES_HELP}.")
-  allowed = "POST" if post else "GET"
-  if method != allowed:
-    raise _HttpError(405, f"{path} takes {allowed}, not {method}.",
-                     {"Allow": allowed})
-  name, version_text, label, action = (post or get).groups()
-  if label is not None:
-    raise rest_json.bad_request(f"Version labels are not supported; request by version number "
-               f"(/versions/<n>) or none for the latest. Received: label "
-               f"{urllib.parse.unquote(label)!r}")
-  if get:
-    action = "metadata" if action else "status"
-    if name is None:
-      raise rest_json.bad_request("Missing model name in request: use /v1/models/<name>.")
-  return _Route(action.lower(), urllib.parse.unquote(name),
-                _parse_version(version_text))
-
-
-# ---------------------------------------------------------------------------
 # HTTP server
 
 
@@ -212,7 +137,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     # Refuse an oversized body before the client sends it.
     try:
       self._content_length()
-    except _HttpError as e:
+    except rest_routes.HttpError as e:
       self._body_consumed = False
       self._send_json(e.status, {"error": e.message}, e.headers)
       return False
@@ -237,10 +162,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
   def _handle_admitted(self, path: str) -> None:
     headers: Dict[str, str] = {}
     try:
-      route = _route(self.command, path)
+      route = rest_routes.route(self.command, path)
       body = self._read_body()
       status, payload = 200, self._dispatch(route, body)
-    except _HttpError as e:
+    except rest_routes.HttpError as e:
       status, payload, headers = e.status, {"error": e.message}, e.headers
     except RequestError as e:
       status, payload = http_status(e.code), {"error": e.message}
@@ -256,20 +181,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
   def _content_length(self) -> Optional[int]:
     """The declared body size, or None if there is none; checks the cap."""
     if self.headers.get("Transfer-Encoding"):
-      raise _HttpError(411, "Chunked (Transfer-Encoding) bodies are not "
-                            "supported; send a Content-Length header.")
+      raise rest_routes.HttpError(411, "Chunked (Transfer-Encoding) bodies are not "
+                                       "supported; send a Content-Length header.")
     values = self.headers.get_all("Content-Length") or []
     if not values:
       if self.command == "POST":
-        raise _HttpError(411, "POST needs a Content-Length header.")
+        raise rest_routes.HttpError(411, "POST needs a Content-Length header.")
       return None
     if len(set(values)) > 1 or not values[0].strip().isdigit():
-      raise _HttpError(400, f"Invalid Content-Length: {', '.join(values)}")
+      raise rest_routes.HttpError(400, f"Invalid Content-Length: {', '.join(values)}")
     length = int(values[0])
     limit = self.server.max_body_bytes
     if length > limit:
-      raise _HttpError(413, f"Request body of {length} bytes exceeds the "
-                            f"limit of {limit} bytes.")
+      raise rest_routes.HttpError(413, f"Request body of {length} bytes exceeds the "
+                                       f"limit of {limit} bytes.")
     return length
 
   def _discard_body(self) -> None:
@@ -281,7 +206,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     """
     try:
       length = self._content_length() or 0
-    except _HttpError:
+    except rest_routes.HttpError:
       return
     while length > 0:
       chunk = self.rfile.read(min(length, 1 << 16))
@@ -294,12 +219,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     length = self._content_length()
     body = self.rfile.read(length) if length else b""
     if len(body) != (length or 0):
-      raise _HttpError(400, f"Request body ended after {len(body)} of the "
-                            f"{length} bytes its Content-Length declares.")
+      raise rest_routes.HttpError(400, f"Request body ended after {len(body)} of the "
+                                       f"{length} bytes its Content-Length declares.")
     self._body_consumed = True
     return body
 
-  def _dispatch(self, route: _Route, body: bytes) -> Dict[str, Any]:
+  def _dispatch(self, route: rest_routes.Route, body: bytes) -> Dict[str, Any]:
     backend = self.server.backend
     spec = model_pb2.ModelSpec(name=route.model_name)
     if route.version is not None:
