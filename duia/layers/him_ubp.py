@@ -42,6 +42,12 @@ def distance_attention(positives: tf.Tensor, negative: tf.Tensor,
   return tf.nn.softmax(logits, axis=-1) * tf.cast(valid, distances.dtype)
 
 
+def sessions_present(positive_frequency: tf.Tensor, negative_frequency: tf.Tensor) -> tf.Tensor:
+  """[B, T] bool: the sessions holding any behaviour, positive or negative."""
+  return tf.logical_or(tf.reduce_any(positive_frequency > 0, axis=-1),
+                       tf.reduce_any(negative_frequency > 0, axis=-1))
+
+
 @tf.keras.utils.register_keras_serializable(package="duia")
 class UserBehaviorPyramid(tf.keras.layers.Layer):
   """UBP: per-session personalized representations p_x and p_z (HIM eq. 1-5).
@@ -84,8 +90,7 @@ class UserBehaviorPyramid(tf.keras.layers.Layer):
     p_x = tf.concat([tf.reshape(states, [batch, sessions, n * self.gru_units]), negative],
                     axis=-1)
     # Sessions with no behaviour at all are not attended to.
-    present = tf.logical_or(tf.reduce_any(valid, axis=-1),
-                            tf.reduce_any(negative_frequency > 0, axis=-1))  # [B, T]
+    present = sessions_present(positive_frequency, negative_frequency)
     mask = tf.logical_and(tf.ones_like(present)[:, :, None], present[:, None, :])
     p_z = self.self_attention(p_x, p_x, attention_mask=mask)  # eq. 5
     return p_x, p_z

@@ -65,9 +65,8 @@ class HIMRanker(ple_ranker.PLERanker):
     flat_p = tf.reshape(p_z, [-1, sessions * p_z.shape[-1]])  # eq. 9
     flat_c = tf.reshape(c_z, [-1, sessions * c_z.shape[-1]])
     hybrid, _ = self.hybrid([flat_p, flat_c, parts["item"]])
-    present = tf.logical_or(tf.reduce_any(positive_frequency > 0, axis=-1),
-                            tf.reduce_any(negative_frequency > 0, axis=-1))
-    side = {"reconstructed": reconstructed, "p_z": p_z, "sessions_present": present}
+    side = {"reconstructed": reconstructed, "p_z": p_z,
+            "sessions_present": him_ubp.sessions_present(positive_frequency, negative_frequency)}
     return tf.concat(base + [hybrid], axis=-1), side
 
   def extra_loss(self, predictions, side, labels):

@@ -78,13 +78,21 @@ def _as_scalar(x, default) -> tf.Tensor:
   return tf.reshape(x, [-1])
 
 
-def _pad_ids(ids: tf.SparseTensor, length: int) -> tf.Tensor:
-  """Sparse int64 ids (already >= 1) -> dense [B, length], padded with 0."""
-  batch = tf.shape(ids, out_type=tf.int64)[0]
-  sliced = tf.sparse.slice(ids, [0, 0], [batch, length])
-  dense = tf.sparse.to_dense(sliced, default_value=0)
+def _first(values: tf.SparseTensor, length: int) -> tf.SparseTensor:
+  """The first `length` values of every row."""
+  return tf.sparse.slice(values, [0, 0], [tf.shape(values, out_type=tf.int64)[0], length])
+
+
+def _fixed_length(sliced: tf.SparseTensor, length: int) -> tf.Tensor:
+  """Sparse [B, <= length] -> dense [B, length], padded with 0."""
+  dense = tf.sparse.to_dense(sliced)
   dense = tf.pad(dense, [[0, 0], [0, length - tf.shape(dense)[1]]])
   return tf.reshape(dense, [-1, length])
+
+
+def _pad_ids(ids: tf.SparseTensor, length: int) -> tf.Tensor:
+  """Sparse int64 ids (already >= 1) -> dense [B, length], padded with 0."""
+  return _fixed_length(_first(ids, length), length)
 
 
 def _ages_in_days(ts: tf.SparseTensor, now: tf.Tensor, length: int) -> tf.Tensor:
@@ -94,15 +102,12 @@ def _ages_in_days(ts: tf.SparseTensor, now: tf.Tensor, length: int) -> tf.Tensor
   position j of the aligned id sequence. Ages clip at 0: a ts after the
   exposure (clock skew in a request) is treated as just now.
   """
-  batch = tf.shape(ts, out_type=tf.int64)[0]
-  sliced = tf.sparse.slice(ts, [0, 0], [batch, length])
+  sliced = _first(ts, length)
   now_per_value = tf.gather(tf.cast(now, tf.int64), sliced.indices[:, 0])
   seconds = tf.maximum(now_per_value - sliced.values, 0)
   ages = tf.SparseTensor(sliced.indices, tf.cast(seconds, tf.float32) / _DAY_S,
                          sliced.dense_shape)
-  dense = tf.sparse.to_dense(ages, default_value=0.0)
-  dense = tf.pad(dense, [[0, 0], [0, length - tf.shape(dense)[1]]])
-  return tf.reshape(dense, [-1, length])
+  return _fixed_length(ages, length)
 
 
 def _hash(x, buckets: int):
