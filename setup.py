@@ -42,7 +42,7 @@ setuptools.setup(
     ),
     python_requires=">=3.10,<3.11",
     packages=setuptools.find_packages(include=["duia", "duia.*"]),
-    package_data={"duia": ["configs/*.json"]},
+    package_data={"duia": ["configs/*.json", "validation/*.pbtxt"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={"console_scripts": ["duia=duia.cli:main"]},

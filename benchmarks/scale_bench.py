@@ -25,7 +25,8 @@ from typing import Dict, List
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "benchmarks", "results")
-COMPONENTS = ("RawLogExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator",
+COMPONENTS = ("RawLogExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+              "DistributionValidator", "DataValidationGate",
               "Transform", "Trainer", "Evaluator", "Pusher")
 TARGET_1M_S = 15 * 60
 TARGET_RATIO_PER_10X = 11.0

@@ -7,6 +7,7 @@ compile is shown not to touch them. No cluster is contacted.
 
 import json
 import os
+import re
 
 from google.protobuf import json_format
 from kfp import components as kfp_components
@@ -27,9 +28,11 @@ IMAGE = "registry.example/duia/duia-ranking:test"
 ROOT, DATA_ROOT = "gs://duia-test-bucket/run", "gs://duia-test-bucket/logs"
 EXECUTOR_COMMAND = ["python", "-m",
                     "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
-COMPONENTS = ("RawLogExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
+COMPONENTS = ("RawLogExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+              "DistributionValidator", "DataValidationGate", "Transform",
               "Trainer", "Evaluator", "Pusher")
-RESOLVERS = ("latest_model_resolver", "latest_blessed_model_resolver")
+RESOLVERS = ("validated_statistics_resolver", "latest_model_resolver",
+             "latest_blessed_model_resolver")
 
 
 class RemoteAccess(AssertionError):
@@ -110,7 +113,8 @@ def test_spec_names_every_component_of_create_pipeline(compiled):
     assert component in tasks
   # A resolver compiles to one task per query, named after it.
   assert tasks - set(COMPONENTS) == {
-      "latest_model_resolver", "latest_blessed_model_resolver-model-blessing-resolver",
+      "validated_statistics_resolver", "latest_model_resolver",
+      "latest_blessed_model_resolver-model-blessing-resolver",
       "latest_blessed_model_resolver-model-resolver"}
 
 
@@ -155,6 +159,12 @@ def test_uri_roots_are_in_the_spec_as_given(compiled):
       f"{ROOT}/pipeline_root/RawLogExampleGen/examples")
   # The strategy name reaches the Trainer.
   assert trainer_config[distribution.CONFIG_KEY] == "mirrored"
+  # The packaged curated schema is read where the image has it (the Dockerfile
+  # copies the repository to its WORKDIR).
+  assert constant("ImportSchemaGen", "schema_file") == kubeflow_runner.IMAGE_CURATED_SCHEMA
+  with open(os.path.join(REPO_ROOT, "Dockerfile"), encoding="utf-8") as f:
+    copy_to = re.search(r"^COPY \. (\S+)$", f.read(), re.M).group(1)
+  assert kubeflow_runner.IMAGE_CURATED_SCHEMA == f"{copy_to}/duia/validation/schema.pbtxt"
   assert "/work/" not in json.dumps(job) and os.getcwd() not in json.dumps(job)
 
 

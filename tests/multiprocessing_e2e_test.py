@@ -25,7 +25,8 @@ pytestmark = pytest.mark.e2e
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(REPO_ROOT, "deploy", "pipeline", "local-multiprocessing.json")
-COMPONENTS = ("RawLogExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator",
+COMPONENTS = ("RawLogExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+              "DistributionValidator", "DataValidationGate",
               "Transform", "Trainer", "Evaluator", "Pusher")
 
 

@@ -74,8 +74,9 @@ def test_pipeline_blesses_and_pushes_a_model(pipeline_run):
   loaded = model_loader.load_version(config.serving_model_dir, version, config.model_name)
   assert warmup.replay(requests, lambda r: backend.predict_on(loaded, r)) == len(requests)
   names = [name for name, _ in report.component_seconds(config.metadata_path)]
-  for component in ("RawLogExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator",
-                    "Transform", "Trainer", "Evaluator", "Pusher"):
+  for component in ("RawLogExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+                    "DistributionValidator", "DataValidationGate", "Transform", "Trainer",
+                    "Evaluator", "Pusher"):
     assert component in names
 
 

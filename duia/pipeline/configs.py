@@ -14,6 +14,7 @@ from duia.ingest import mapping as mapping_lib
 from duia.models import config as model_config
 from duia.models import distribution as distribution_lib
 from duia.pipeline import metadata_config
+from duia.validation import policy as validation_policy
 
 PACKAGE_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs")
 MODEL_NAME = "duia"
@@ -71,6 +72,8 @@ class PipelineConfig:
     metadata: ML Metadata store (SQLite at <root>/metadata.sqlite by default).
     distribution: tf.distribute strategy of the Trainer
       (`duia.models.distribution.STRATEGIES`).
+    validation: the curated schema, drift thresholds and tolerated anomalies
+      of the data validation before Transform.
   """
   root: str
   data_root: str
@@ -85,6 +88,7 @@ class PipelineConfig:
   serving_root_override: Optional[str] = None
   metadata: metadata_config.MetadataConfig = metadata_config.SqliteMetadata()
   distribution: str = "none"
+  validation: validation_policy.ValidationConfig = validation_policy.ValidationConfig()
 
   def __post_init__(self):
     if self.blessing.task not in self.training.tasks:

@@ -26,12 +26,19 @@ handler, and none is set. The labels record the TFX and Python versions of the
 compiling environment.
 """
 
+import dataclasses
 import os
 
 from tfx import v1 as tfx
 
 from duia.pipeline import configs
 from duia.pipeline import pipeline as pipeline_lib
+from duia.validation import policy
+
+# Where the packaged curated schema is inside the image: the Dockerfile copies
+# the repository to /pipeline. ImportSchemaGen reads its file in the step's
+# container, where this machine's path to the package means nothing.
+IMAGE_CURATED_SCHEMA = "/pipeline/duia/validation/schema.pbtxt"
 
 OUTPUT_FORMATS = (".json", ".yaml", ".yml")
 
@@ -55,6 +62,8 @@ def compile_pipeline(config: configs.PipelineConfig, image: str, output_path: st
     image: container image of every step, with this project installed.
     output_path: the file to write (local path or URI), .json or .yaml (see
       the module doc); its folder is created if missing.
+    The packaged curated schema is read from the image (IMAGE_CURATED_SCHEMA);
+    another schema (`validation.schema`) must be a URI every step can reach.
 
   Returns:
     `output_path`.
@@ -69,5 +78,8 @@ def compile_pipeline(config: configs.PipelineConfig, image: str, output_path: st
       config=runner_config_class(default_image=image),
       output_dir=os.path.dirname(output_path) or os.getcwd(),
       output_filename=os.path.basename(output_path))
+  if config.validation.schema == policy.CURATED_SCHEMA:
+    config = dataclasses.replace(config, validation=dataclasses.replace(
+        config.validation, schema=IMAGE_CURATED_SCHEMA))
   runner.run(pipeline_lib.create_pipeline(config))
   return output_path

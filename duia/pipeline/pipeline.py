@@ -1,7 +1,9 @@
 """The orchestrator-agnostic pipeline definition.
 
-    RawLogExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator
-      -> Transform -> Trainer -> Evaluator (vs. latest blessed) -> Pusher
+    RawLogExampleGen -> StatisticsGen -> ExampleValidator (curated schema,
+      ImportSchemaGen) + DistributionValidator (vs. the last validated
+      statistics) -> DataValidationGate -> Transform -> Trainer
+      -> Evaluator (vs. latest blessed) -> Pusher
 
 Runners (local, Kubeflow) only pass their environment in.
 """
@@ -18,6 +20,7 @@ from duia.models import trainer
 from duia.models import warmup_export
 from duia.pipeline import configs
 from duia.pipeline import eval_config
+from duia.pipeline import validation_nodes
 
 PREPROCESSING_FN = f"{preprocessing.__name__}.preprocessing_fn"
 RUN_FN = f"{trainer.__name__}.run_fn"
@@ -39,18 +42,20 @@ def create_pipeline(config: configs.PipelineConfig,
   example_gen = raw_log_example_gen.RawLogExampleGen(
       input_base=config.data_root, mapping=config.mapping())
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-  schema_gen = tfx.components.SchemaGen(
-      statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
-  example_validator = tfx.components.ExampleValidator(
-      statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+  statistics = statistics_gen.outputs["statistics"]
+  validation = validation_nodes.validation_nodes(statistics, config.validation)
+  schema = validation.schema
   transform = tfx.components.Transform(
-      examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+      examples=example_gen.outputs["examples"], schema=schema,
       preprocessing_fn=PREPROCESSING_FN,
       custom_config={trainer.CONFIG_KEY: training_json},
       # No pre-/post-transform TFDV statistics: StatisticsGen already has the
       # raw ones, and these two more passes over the data were a large part of
       # Transform's time (see README, Scale).
       disable_statistics=True)
+  # The gate passes nothing Transform reads; this edge is what makes its
+  # failure stop the run.
+  transform.add_upstream_node(validation.gate)
   # Warm start: the Trainer continues from the latest model (blessed or not),
   # so the DUIA stream clustering goes on across runs.
   latest_model = tfx.dsl.Resolver(
@@ -62,7 +67,7 @@ def create_pipeline(config: configs.PipelineConfig,
       base_model=latest_model.outputs["model"],
       examples=transform.outputs["transformed_examples"],
       transform_graph=transform.outputs["transform_graph"],
-      schema=schema_gen.outputs["schema"],
+      schema=schema,
       train_args=tfx.proto.TrainArgs(num_steps=config.training.train_steps),
       eval_args=tfx.proto.EvalArgs(num_steps=config.training.eval_steps),
       custom_config={
@@ -96,7 +101,7 @@ def create_pipeline(config: configs.PipelineConfig,
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
-      components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
+      components=[example_gen, statistics_gen, *validation.all(), transform,
                   latest_model, trainer_component, model_resolver, evaluator, pusher],
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,

@@ -14,6 +14,7 @@ writes to get one, for a laptop or a cluster alike:
                            "sdk_container_image": "{image}"}},
       "metadata": {"type": "sqlite"},
       "distribution": "mirrored",
+      "validation": {"tolerate": ["device:COMPARATOR_L_INFTY_HIGH"]},
       "kubeflow": {"image": "europe-docker.pkg.dev/my-project/duia/duia-ranking:0.1.0",
                    "output": "duia_pipeline.json"}
     }
@@ -38,6 +39,7 @@ from duia.pipeline import beam_presets
 from duia.pipeline import configs
 from duia.pipeline import metadata_config
 from duia.pipeline import uris
+from duia.validation import policy as validation_policy
 
 # The pipeline image: `docker build -t duia-ranking:0.1.0 .` at the repository
 # root (the Dockerfile); push it to a registry the cluster pulls from and set
@@ -160,6 +162,8 @@ class RuntimeConfig:
     beam: Beam preset, options and extra args.
     metadata: ML Metadata store of local runs (SQLite or MySQL).
     distribution: tf.distribute strategy of the Trainer.
+    validation: curated schema (path or URI), drift thresholds, minimum
+      example ratio and tolerated anomalies (`duia.validation.policy`).
     kubeflow: image and output file of the Kubeflow compile.
   """
   root: str = "runs/local"
@@ -174,6 +178,7 @@ class RuntimeConfig:
   beam: BeamSettings = BeamSettings()
   metadata: metadata_config.MetadataConfig = metadata_config.SqliteMetadata()
   distribution: str = "none"
+  validation: validation_policy.ValidationConfig = validation_policy.ValidationConfig()
   kubeflow: KubeflowSettings = KubeflowSettings()
 
   def __post_init__(self):
@@ -216,7 +221,9 @@ class RuntimeConfig:
         enable_cache=self.enable_cache,
         pipeline_root_override=optional_root(self.pipeline_root),
         serving_root_override=optional_root(self.serving_root),
-        metadata=metadata, distribution=self.distribution)
+        metadata=metadata, distribution=self.distribution,
+        validation=dataclasses.replace(
+            self.validation, schema=uris.resolve(self.validation.schema)))
 
 
 def _blessing_from_dict(raw: Any) -> configs.BlessingConfig:
@@ -228,6 +235,13 @@ def _blessing_from_dict(raw: Any) -> configs.BlessingConfig:
                            or not isinstance(kwargs[name], (int, float))):
       raise ValueError(f"blessing.{name} must be a number. Received: {kwargs[name]!r}")
   return configs.BlessingConfig(**kwargs)
+
+
+def _validation_from_dict(raw: Any) -> validation_policy.ValidationConfig:
+  kwargs = _fields_of(validation_policy.ValidationConfig, raw, "validation")
+  if isinstance(kwargs.get("tolerate"), list):
+    kwargs["tolerate"] = tuple(kwargs["tolerate"])
+  return validation_policy.ValidationConfig(**kwargs)
 
 
 def _beam_from_dict(raw: Any) -> BeamSettings:
@@ -256,6 +270,7 @@ def from_dict(raw: Mapping[str, Any]) -> RuntimeConfig:
       "blessing": _blessing_from_dict,
       "beam": _beam_from_dict,
       "metadata": metadata_config.from_dict,
+      "validation": _validation_from_dict,
       "kubeflow": lambda r: KubeflowSettings(**_fields_of(KubeflowSettings, r, "kubeflow")),
   }
   for name, parse in sections.items():

@@ -1,0 +1,114 @@
+"""What the data validation checks, and which of its anomalies a run tolerates.
+
+Two checks run on every pipeline run's statistics (DESIGN section 3):
+  * the schema check (ExampleValidator against the curated schema): new or
+    missing features, other value types, values outside the schema's ranges;
+  * the drift check (DistributionValidator against the statistics of the last
+    run that passed validation): a feature's distribution moved further than
+    its threshold, or far fewer examples than then.
+Any anomaly stops the run before Transform, unless `tolerate` names it.
+"""
+
+import dataclasses
+import fnmatch
+import os
+from typing import Mapping, Optional, Tuple
+
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx.proto import distribution_validator_pb2
+
+from duia.models import features
+
+CURATED_SCHEMA = os.path.join(os.path.dirname(__file__), "schema.pbtxt")
+# The comparators of TFDV's FeatureComparator a drift check may use: the largest
+# difference in any value's share (categorical), and the Jensen-Shannon
+# divergence of the histograms (numeric or categorical), both in [0, 1].
+COMPARATORS = ("infinity_norm", "jensen_shannon_divergence")
+# What stands for "the whole data set" in `tolerate` (its anomalies, e.g. the
+# example count, belong to no feature).
+DATASET = "(dataset)"
+
+# Labels are what the ranker learns; a jump in their distribution between runs
+# means the logging or a mapping changed (e.g. watch time logged in ms: the
+# valid-consumption share goes from 0.4 to 1.0). Between two generated data
+# sets of different seeds the divergences are <= 0.03 (label_watch), so 0.1
+# stops gross shifts only (README, Data validation).
+DEFAULT_DRIFT: Mapping[str, Mapping[str, float]] = {
+    features.LABEL_VALID: {"jensen_shannon_divergence": 0.1},
+    features.LABEL_LIKE: {"jensen_shannon_divergence": 0.1},
+    features.LABEL_WATCH: {"jensen_shannon_divergence": 0.1},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationConfig:
+  """The data validation of a pipeline run.
+
+  Attributes:
+    schema: the curated TFDV schema (text proto) the examples must follow.
+    drift: feature -> {comparator: threshold}; the drift check compares these
+      features' distributions with the last validated run's, per split.
+    min_examples_ratio: a split with fewer examples than this share of the
+      last validated run's is an anomaly (a flood of quarantined rows, a
+      truncated export); None turns the check off.
+    tolerate: anomalies that do not stop the run, as "feature:ANOMALY_TYPE"
+      patterns (shell wildcards; types as TFDV names them, e.g.
+      "device:SCHEMA_NEW_COLUMN", "*:COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH";
+      "(dataset):*" for data-set-wide anomalies). Tolerated anomalies are
+      still recorded by the validators and logged.
+  """
+  schema: str = CURATED_SCHEMA
+  drift: Mapping[str, Mapping[str, float]] = dataclasses.field(
+      default_factory=lambda: {k: dict(v) for k, v in DEFAULT_DRIFT.items()})
+  min_examples_ratio: Optional[float] = 0.5
+  tolerate: Tuple[str, ...] = ()
+
+  def __post_init__(self):
+    if not isinstance(self.schema, str) or not self.schema:
+      raise ValueError(f"validation.schema must be a file path. Received: {self.schema!r}")
+    if not isinstance(self.drift, Mapping):
+      raise ValueError(f"validation.drift must be an object. Received: {self.drift!r}")
+    for feature, comparator in self.drift.items():
+      where = f"validation.drift.{feature}"
+      if not isinstance(comparator, Mapping) or len(comparator) != 1:
+        raise ValueError(f"{where} must be one {{comparator: threshold}}, comparator one of "
+                         f"{COMPARATORS}. Received: {comparator!r}")
+      (name, threshold), = comparator.items()
+      if name not in COMPARATORS:
+        raise ValueError(f"{where}: unknown comparator {name!r}; known: {COMPARATORS}")
+      if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (
+          0 <= threshold <= 1):
+        raise ValueError(f"{where}.{name} must be a number in [0, 1]. Received: {threshold!r}")
+    ratio = self.min_examples_ratio
+    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float))
+                              or not 0 < ratio <= 1):
+      raise ValueError(f"validation.min_examples_ratio must be in (0, 1] or null. "
+                       f"Received: {ratio!r}")
+    if isinstance(self.tolerate, str) or not all(
+        isinstance(p, str) and p.count(":") == 1 for p in self.tolerate):
+      raise ValueError("validation.tolerate must be a list of \"feature:ANOMALY_TYPE\" "
+                       f"patterns. Received: {self.tolerate!r}")
+
+  def tolerates(self, feature: str, anomaly_type: str) -> bool:
+    """Whether an anomaly of `anomaly_type` on `feature` lets the run go on."""
+    return any(fnmatch.fnmatchcase(f"{feature}:{anomaly_type}", p) for p in self.tolerate)
+
+  def distribution_validator_config(
+      self) -> distribution_validator_pb2.DistributionValidatorConfig:
+    """The DistributionValidator's config: one comparator per drift feature."""
+    config = distribution_validator_pb2.DistributionValidatorConfig()
+    dataset = config.default_slice_config
+    for feature, comparator in sorted(self.drift.items()):
+      (name, threshold), = comparator.items()
+      entry = dataset.feature.add()
+      entry.path.step.append(feature)
+      getattr(entry.distribution_comparator, name).threshold = threshold
+    if self.min_examples_ratio is not None:
+      dataset.num_examples_comparator.min_fraction_threshold = self.min_examples_ratio
+    return config
+
+
+def load_schema(path: str) -> schema_pb2.Schema:
+  """Reads a TFDV schema text proto (local path or any tf.io.gfile URI)."""
+  import tensorflow_data_validation as tfdv  # pylint: disable=g-import-not-at-top
+  return tfdv.load_schema_text(path)
