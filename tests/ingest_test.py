@@ -7,11 +7,13 @@ import os
 
 import pytest
 import tensorflow as tf
+import tensorflow_data_validation as tfdv
 
 from duia.ingest import beam_ingest
 from duia.ingest import mapping as mapping_lib
 from duia.models import features
 from duia.pipeline import configs
+from duia.validation import policy
 
 DAY = 86400
 
@@ -286,3 +288,9 @@ def test_real_movielens_ingests_without_loss(movielens_dir, tmp_path):
   assert summary["examples"]["train"] + summary["examples"]["eval"] == 100_000
   # per-user split: about 20% of each user's ratings are eval.
   assert summary["examples"]["eval"] == pytest.approx(20_000, rel=0.02)
+  # Real data passes the curated schema the pipeline validates against.
+  schema = policy.load_schema(policy.CURATED_SCHEMA)
+  for split in ("train", "eval"):
+    statistics = tfdv.generate_statistics_from_tfrecord(
+        str(tmp_path / "examples" / f"Split-{split}" / "*"))
+    assert not tfdv.validate_statistics(statistics, schema).anomaly_info, split

@@ -9,6 +9,7 @@ import glob
 import gzip
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -26,6 +27,7 @@ from duia.serving import client as client_lib
 from duia.serving import model_loader
 from duia.serving import server
 from duia.serving import warmup
+from duia.validation import findings as findings_lib
 
 pytestmark = pytest.mark.e2e
 
@@ -215,3 +217,29 @@ def test_a_worse_model_is_not_blessed_and_not_pushed(pipeline_run):
   # The ingestion did not change, so the second run reused its output (cache).
   assert report.latest_output_uri(config.metadata_path, "RawLogExampleGen",
                                   "examples") == examples
+
+
+def test_a_distribution_shift_in_the_logs_stops_the_run_before_transform(pipeline_run, tmp_path):
+  config = pipeline_run
+  if config.training.duia.variant != "ple":
+    pytest.skip("one variant shows the data validation gate")
+  # The same logs, but a client that logs watch time in milliseconds: every
+  # row still parses (quarantine sees nothing), the labels move.
+  drifted = str(tmp_path / "data")
+  shutil.copytree(config.data_root, drifted)
+  for path in glob.glob(os.path.join(drifted, "exposures", "part-*.jsonl.gz")):
+    with gzip.open(path, "rt") as f:
+      rows = [json.loads(line) for line in f]
+    with gzip.open(path, "wt") as f:
+      for row in rows:
+        row["watch_time_s"] *= 1000
+        f.write(json.dumps(row) + "\n")
+  pushed = sorted(os.listdir(config.serving_model_dir))
+  transforms = report.count_executions(config.metadata_path, "Transform")
+  with pytest.raises(findings_lib.DataValidationError) as stopped:
+    local_runner.run(dataclasses.replace(config, data_root=drifted, enable_cache=True))
+  for feature in (features.LABEL_WATCH, features.LABEL_VALID):
+    assert f"feature {feature!r}: COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH" in str(stopped.value)
+  # Nothing after the gate ran: no Transform, no training, nothing pushed.
+  assert report.count_executions(config.metadata_path, "Transform") == transforms
+  assert sorted(os.listdir(config.serving_model_dir)) == pushed

@@ -80,6 +80,20 @@ def latest_input_keys(metadata: MetadataSource, component: str) -> set:
           if event.type == metadata_store_pb2.Event.INPUT and event.path.steps}
 
 
+def latest_input_uri(metadata: MetadataSource, component: str, input_key: str) -> Optional[str]:
+  """URI of input `input_key` of the newest execution of `component`, or None."""
+  store = _store(metadata)
+  executions = _executions_of(store, component)
+  if not executions:
+    return None
+  latest = max(executions, key=lambda e: e.id)
+  for event in store.get_events_by_execution_ids([latest.id]):
+    if (event.type == metadata_store_pb2.Event.INPUT and event.path.steps
+        and event.path.steps[0].key == input_key):
+      return store.get_artifacts_by_id([event.artifact_id])[0].uri
+  return None
+
+
 def latest_output_uri(metadata: MetadataSource, component: str, output_key: str) -> Optional[str]:
   """URI of output `output_key` of the newest execution of `component` (by class name)."""
   store = _store(metadata)
