@@ -78,3 +78,17 @@ def test_bench_quality_rejects_bad_flags(tmp_path):
   with pytest.raises(SystemExit, match="give one of them"):
     cli.main(["bench", "quality", "--from-disk", "--resume", "--data", "generated",
               "--out", str(tmp_path)])
+
+
+def test_run_stopped_by_data_validation_exits_with_the_message(tmp_path, monkeypatch):
+  from duia.pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  from duia.validation import findings  # pylint: disable=g-import-not-at-top
+
+  def stopped(config):
+    raise findings.DataValidationError("feature 'label_watch': drifted")
+
+  monkeypatch.setattr(local_runner, "run", stopped)
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(["run", "--data", "generated", "--data-root", str(tmp_path),
+              "--root", str(tmp_path / "run")])
+  assert exit_info.value.code == "duia run: feature 'label_watch': drifted"

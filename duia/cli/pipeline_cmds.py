@@ -122,8 +122,14 @@ def print_report(config) -> None:
 def cmd_run(args) -> None:
   from duia.pipeline import local_runner  # pylint: disable=g-import-not-at-top
   config = pipeline_config(args)
+  from duia.validation import findings  # pylint: disable=g-import-not-at-top
   common.say(f"pipeline root {config.root}; data {config.data_root}; mapping {config.mapping_path}")
-  local_runner.run(config)
+  try:
+    local_runner.run(config)
+  except findings.DataValidationError as e:
+    # The message names every anomaly and how to let it through; the
+    # traceback through TFX's launcher would only bury it.
+    raise SystemExit(f"duia run: {e}") from e
   common.say("pipeline finished")
   print_report(config)
 
