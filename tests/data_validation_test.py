@@ -11,6 +11,8 @@ StatisticsGen -> `validation_nodes`) under the LocalDagRunner.
 import glob
 import os
 
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
 import pytest
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
@@ -251,7 +253,7 @@ class ValidationRuns:
         statistics_gen.outputs["statistics"], policy.ValidationConfig(**validation))
     tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
         pipeline_name="validation", pipeline_root=str(self.root / "pipeline_root"),
-        components=[example_gen, statistics_gen, *nodes.all()],
+        components=[example_gen, statistics_gen, *nodes.in_order()],
         metadata_connection_config=tfx.orchestration.metadata
         .sqlite_metadata_connection_config(self.metadata),
         beam_pipeline_args=list(configs.LOCAL_BEAM_ARGS)))
@@ -264,6 +266,16 @@ class ValidationRuns:
   def baseline_of_last_run(self):
     return report.latest_input_uri(self.metadata, "DistributionValidator",
                                    "baseline_statistics")
+
+
+def validated_property(metadata, uri, name):
+  """A JSON custom property of the ExampleStatistics artifact at `uri`."""
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = metadata
+  artifact = tfx.types.standard_artifacts.ExampleStatistics()
+  artifact.set_mlmd_artifact(
+      metadata_store.MetadataStore(config).get_artifacts_by_uri(uri)[0])
+  return artifact.get_json_value_custom_property(name)
 
 
 @pytest.fixture(scope="module")
@@ -300,18 +312,11 @@ def test_a_tolerated_anomaly_passes_and_is_recorded(validation_runs):
   with pytest.raises(findings_lib.DataValidationError, match="'client_version'"):
     runs.run("new_column", add_column)
   runs.run("new_column", add_column, tolerate=("client_version:SCHEMA_NEW_COLUMN",))
-  store_uri = runs.validated()
-  assert store_uri != runs.baseline_of_last_run()  # a new baseline was written
-  artifact = tfx.types.standard_artifacts.ExampleStatistics()
-  artifact.uri = store_uri
-  assert sorted(os.listdir(store_uri)) == ["Split-eval", "Split-train"]
-  from ml_metadata import metadata_store  # pylint: disable=g-import-not-at-top
-  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
-  connection = metadata_store_pb2.ConnectionConfig()
-  connection.sqlite.filename_uri = runs.metadata
-  stored = [a for a in metadata_store.MetadataStore(connection).get_artifacts_by_uri(store_uri)]
-  assert stored[0].custom_properties["tolerated_anomalies"].struct_value.fields[
-      "__value__"].list_value.values[0].string_value == "client_version:SCHEMA_NEW_COLUMN"
+  validated = runs.validated()
+  assert validated != runs.baseline_of_last_run()  # this run's statistics are the new baseline
+  assert sorted(os.listdir(validated)) == ["Split-eval", "Split-train"]
+  assert validated_property(runs.metadata, validated, "tolerated_anomalies") == [
+      "client_version:SCHEMA_NEW_COLUMN"]
 
 
 @pytest.mark.e2e

@@ -101,7 +101,7 @@ def create_pipeline(config: configs.PipelineConfig,
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
-      components=[example_gen, statistics_gen, *validation.all(), transform,
+      components=[example_gen, statistics_gen, *validation.in_order(), transform,
                   latest_model, trainer_component, model_resolver, evaluator, pusher],
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,

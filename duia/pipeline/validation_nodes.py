@@ -37,7 +37,7 @@ class ValidationNodes:
   def schema(self) -> tfx.dsl.Channel:
     return self.schema_gen.outputs["schema"]
 
-  def all(self) -> List[base_node.BaseNode]:
+  def in_order(self) -> List[base_node.BaseNode]:
     return [self.schema_gen, self.example_validator, self.baseline,
             self.distribution_validator, self.gate]
 
