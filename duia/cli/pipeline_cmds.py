@@ -121,8 +121,8 @@ def print_report(config) -> None:
 
 def cmd_run(args) -> None:
   from duia.pipeline import local_runner  # pylint: disable=g-import-not-at-top
-  config = pipeline_config(args)
   from duia.validation import findings  # pylint: disable=g-import-not-at-top
+  config = pipeline_config(args)
   common.say(f"pipeline root {config.root}; data {config.data_root}; mapping {config.mapping_path}")
   try:
     local_runner.run(config)

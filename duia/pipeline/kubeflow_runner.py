@@ -56,14 +56,15 @@ def _runner_classes():
 def compile_pipeline(config: configs.PipelineConfig, image: str, output_path: str) -> str:
   """Writes the PipelineJob JSON of `config`'s pipeline.
 
+  The packaged curated schema is read from the image (IMAGE_CURATED_SCHEMA);
+  another schema (`validation.schema`) must be a URI every step can reach.
+
   Args:
     config: the pipeline config; its roots should be URIs every step can
       reach (gs://, s3://, a shared volume).
     image: container image of every step, with this project installed.
     output_path: the file to write (local path or URI), .json or .yaml (see
       the module doc); its folder is created if missing.
-    The packaged curated schema is read from the image (IMAGE_CURATED_SCHEMA);
-    another schema (`validation.schema`) must be a URI every step can reach.
 
   Returns:
     `output_path`.

@@ -69,27 +69,27 @@ def count_executions(metadata: MetadataSource, component: str) -> int:
   return len(_executions_of(_store(metadata), component))
 
 
-def latest_input_keys(metadata: MetadataSource, component: str) -> set:
-  """Input keys (e.g. "base_model") the newest execution of `component` received."""
-  store = _store(metadata)
+def _latest_input_events(store, component: str) -> list:
+  """INPUT events (with a key) of the newest execution of `component`."""
   executions = _executions_of(store, component)
   if not executions:
-    return set()
+    return []
   latest = max(executions, key=lambda e: e.id)
-  return {event.path.steps[0].key for event in store.get_events_by_execution_ids([latest.id])
-          if event.type == metadata_store_pb2.Event.INPUT and event.path.steps}
+  return [event for event in store.get_events_by_execution_ids([latest.id])
+          if event.type == metadata_store_pb2.Event.INPUT and event.path.steps]
+
+
+def latest_input_keys(metadata: MetadataSource, component: str) -> set:
+  """Input keys (e.g. "base_model") the newest execution of `component` received."""
+  return {event.path.steps[0].key
+          for event in _latest_input_events(_store(metadata), component)}
 
 
 def latest_input_uri(metadata: MetadataSource, component: str, input_key: str) -> Optional[str]:
   """URI of input `input_key` of the newest execution of `component`, or None."""
   store = _store(metadata)
-  executions = _executions_of(store, component)
-  if not executions:
-    return None
-  latest = max(executions, key=lambda e: e.id)
-  for event in store.get_events_by_execution_ids([latest.id]):
-    if (event.type == metadata_store_pb2.Event.INPUT and event.path.steps
-        and event.path.steps[0].key == input_key):
+  for event in _latest_input_events(store, component):
+    if event.path.steps[0].key == input_key:
       return store.get_artifacts_by_id([event.artifact_id])[0].uri
   return None
 

@@ -14,7 +14,7 @@ writes to get one, for a laptop or a cluster alike:
                            "sdk_container_image": "{image}"}},
       "metadata": {"type": "sqlite"},
       "distribution": "mirrored",
-      "validation": {"tolerate": ["device:COMPARATOR_L_INFTY_HIGH"]},
+      "validation": {"tolerate": ["client_version:SCHEMA_NEW_COLUMN"]},
       "kubeflow": {"image": "europe-docker.pkg.dev/my-project/duia/duia-ranking:0.1.0",
                    "output": "duia_pipeline.json"}
     }
