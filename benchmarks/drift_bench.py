@@ -29,6 +29,7 @@ from typing import Dict, List, Tuple
 
 from duia import keras_env  # noqa: F401  pylint: disable=unused-import
 import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import schema_pb2
 
 from duia.data import generator
 from duia.ingest import beam_ingest
@@ -70,30 +71,35 @@ def generated(work: str, seed: int, exposures: int, watch_scale: float = 1.0):
   return ingest(data, "generated", data + "-out")
 
 
+def compare(current, previous, comparators: Dict[str, object]):
+  """TFDV's anomalies of `current` against `previous`, as DistributionValidator
+  computes them: a schema inferred from the baseline, `comparators` (feature ->
+  tensorflow_metadata FeatureComparator) attached, previous statistics given."""
+  schema = tfdv.infer_schema(previous)
+  for key, comparator in comparators.items():
+    tfdv.get_feature(schema, key).drift_comparator.CopyFrom(comparator)
+  return tfdv.validate_statistics(current, schema, previous_statistics=previous)
+
+
 def divergences(current, previous) -> Dict[str, float]:
   """feature -> TFDV's measured drift (JSD for NUMERIC, L-infinity for CATEGORICAL)."""
-  schema = tfdv.infer_schema(previous)
-  for key in NUMERIC:
-    tfdv.get_feature(schema, key).drift_comparator.jensen_shannon_divergence.threshold = 1.0
-  for key in CATEGORICAL:
-    tfdv.get_feature(schema, key).drift_comparator.infinity_norm.threshold = 1.0
-  anomalies = tfdv.validate_statistics(current, schema, previous_statistics=previous)
+  comparators = {}
+  for keys, name in ((NUMERIC, "jensen_shannon_divergence"), (CATEGORICAL, "infinity_norm")):
+    for key in keys:
+      comparators[key] = schema_pb2.FeatureComparator()
+      getattr(comparators[key], name).threshold = 1.0  # measure, never flag
+  anomalies = compare(current, previous, comparators)
   return {".".join(info.path.step): round(m.value, 4)
           for info in anomalies.drift_skew_info for m in info.drift_measurements}
 
 
 def gate_message(current, previous) -> str:
-  """What DataValidationGate says for `current` against the baseline `previous`.
-
-  The drift check of the default `ValidationConfig`, as DistributionValidator
-  runs it (a schema inferred from the baseline, the configured comparators).
-  """
+  """What DataValidationGate says for `current` against the baseline `previous`,
+  under the default `ValidationConfig`'s drift check."""
   config = policy.ValidationConfig()
-  schema = tfdv.infer_schema(previous)
-  for feature in config.distribution_validator_config().default_slice_config.feature:
-    tfdv.get_feature(schema, feature.path.step[0]).drift_comparator.CopyFrom(
-        feature.distribution_comparator)
-  anomalies = tfdv.validate_statistics(current, schema, previous_statistics=previous)
+  anomalies = compare(current, previous, {
+      f.path.step[0]: f.distribution_comparator
+      for f in config.distribution_validator_config().default_slice_config.feature})
   found = findings.from_proto(anomalies, findings.DRIFT_CHECK, "train_train")
   blocking, _ = findings.partition(found, config.tolerates)
   return findings.message(blocking) if blocking else "passes"

@@ -66,7 +66,7 @@ def schema_findings(tmp_path, examples):
   write_examples(path, examples)
   statistics = tfdv.generate_statistics_from_tfrecord(
       path, stats_options=tfdv.StatsOptions())
-  anomalies = tfdv.validate_statistics(statistics, policy.load_schema(policy.CURATED_SCHEMA))
+  anomalies = tfdv.validate_statistics(statistics, tfdv.load_schema_text(policy.CURATED_SCHEMA))
   return findings_lib.from_proto(anomalies, findings_lib.SCHEMA_CHECK, "train")
 
 
@@ -99,7 +99,7 @@ def negative_watch_time(feature):
 
 
 def test_curated_schema_is_the_data_contract():
-  schema = policy.load_schema(policy.CURATED_SCHEMA)
+  schema = tfdv.load_schema_text(policy.CURATED_SCHEMA)
   by_name = {f.name: f for f in schema.feature}
   assert sorted(by_name) == sorted(example_encoding.FEATURE_TYPES)
   for key, kind in example_encoding.FEATURE_TYPES.items():

@@ -289,7 +289,7 @@ def test_real_movielens_ingests_without_loss(movielens_dir, tmp_path):
   # per-user split: about 20% of each user's ratings are eval.
   assert summary["examples"]["eval"] == pytest.approx(20_000, rel=0.02)
   # Real data passes the curated schema the pipeline validates against.
-  schema = policy.load_schema(policy.CURATED_SCHEMA)
+  schema = tfdv.load_schema_text(policy.CURATED_SCHEMA)
   for split in ("train", "eval"):
     statistics = tfdv.generate_statistics_from_tfrecord(
         str(tmp_path / "examples" / f"Split-{split}" / "*"))
