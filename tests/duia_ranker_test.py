@@ -110,3 +110,23 @@ def test_cluster_report_counts_eval_rows_per_memory():
     assert sizes["p0"] <= sizes["p50"] <= sizes["p100"] <= 128
     assert 0 <= memory["dead_centers_after_training"] <= 4
   assert "user_ghca" in cluster_report.format_report(report)
+
+
+def _initial_centers(seed):
+  model = model_fixtures.tiny_ranker({
+      "seed": seed, "duia": {"variant": "duia", "user_level1": 4, "user_children": 2,
+                             "item_level1": 4, "item_children": 2, "memory_dim": 8}},
+      TABLE_SIZE)
+  model.serving_outputs(_batch()[0])
+  return {name: memory.level1_centers.numpy() for name, memory in model.memories().items()}
+
+
+def test_the_training_seed_draws_the_memories():
+  """"3 seeds" must redraw the initial centres, not only the trainable weights."""
+  seed_0, seed_0_again, seed_1 = (_initial_centers(s) for s in (0, 0, 1))
+  assert set(seed_0) == {"user_ghca", "item_ghca"}
+  for name in seed_0:
+    np.testing.assert_array_equal(seed_0[name], seed_0_again[name])
+    assert not np.allclose(seed_0[name], seed_1[name]), name
+  # The user and item memories do not share a draw.
+  assert not np.allclose(seed_0["user_ghca"][:4], seed_0["item_ghca"][:4])

@@ -43,9 +43,14 @@ class DUIARanker(ple_ranker.PLERanker):
     user_buckets = config.features.user_id_buckets
     item_buckets = config.features.item_id_buckets
     self.aux = two_tower.AuxiliaryTwoTower(d.tower_units, d.memory_dim, name="aux_two_tower")
-    self.uie = enhancements.UIE(d, user_buckets, flat=d.uie == "flat", name="uie")
+    self.uie = enhancements.UIE(
+        d, user_buckets, flat=d.uie == "flat",
+        seed=enhancements.memory_seed(config.seed, enhancements.USER_MEMORY_SEED_OFFSET),
+        name="uie")
     self.upbe = enhancements.UPBE(d, user_buckets, name="upbe") if d.upbe else None
-    self.uhse = enhancements.UHSE(d, name="uhse") if d.uhse else None
+    self.uhse = enhancements.UHSE(
+        d, seed=enhancements.memory_seed(config.seed, enhancements.ITEM_MEMORY_SEED_OFFSET),
+        name="uhse") if d.uhse else None
     self.item_enhancement = (enhancements.ItemEnhancement(d, item_buckets, name="duia_items")
                              if d.items else None)
 

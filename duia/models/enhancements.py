@@ -22,6 +22,20 @@ def _generalization(units: int, name: str) -> tf.keras.layers.Layer:
   return tf.keras.layers.Dense(units, activation="relu", name=name)
 
 
+# Offsets of each memory's seed from the training seed: the user and item
+# memories draw different centres, and every training seed redraws both.
+USER_MEMORY_SEED_OFFSET = 11
+ITEM_MEMORY_SEED_OFFSET = 13
+# GHCAMemory uses its seed and seed + 1 (level 2); a stride keeps the seeds of
+# training seeds s and s + 1 apart.
+_SEED_STRIDE = 100
+
+
+def memory_seed(training_seed: int, offset: int) -> int:
+  """The seed of one memory for a training seed (initial centres, sampling, re-seeding)."""
+  return int(training_seed) * _SEED_STRIDE + offset
+
+
 def weighted_centers(query: tf.Tensor, centers: Sequence[tf.Tensor]) -> tf.Tensor:
   """DUIA eq. 6 per level: sigmoid(mu . v) * mu, concatenated over levels."""
   return tf.concat([tf.sigmoid(tf.reduce_sum(mu * query, -1, keepdims=True)) * mu
@@ -39,22 +53,29 @@ class UIE(tf.keras.layers.Layer):
     v_user: [B, d] query.
     user_ids: [B] hashed user ids (the personal vector's rows).
     groups: [B] activity group (0 low, 1 high) for balanced sampling.
+
+  Args:
+    config: the DUIA config (sizes, update rule, rates).
+    user_buckets: rows of the personal vector table.
+    flat: UIE-KDD's flat memory instead of the user GHCA.
+    seed: the memory's seed (`memory_seed` of the training seed).
   """
 
-  def __init__(self, config: config_lib.DUIAConfig, user_buckets: int, flat: bool, **kwargs):
+  def __init__(self, config: config_lib.DUIAConfig, user_buckets: int, flat: bool,
+               seed: int = USER_MEMORY_SEED_OFFSET, **kwargs):
     super().__init__(**kwargs)
     self.flat = flat
     self.top_k = config.flat_top_k
     if flat:
       self.memory = ghca.GHCAMemory(config.flat_clusters, 0, update_rule="ema", rate=config.rate,
                                     sample_rate=config.sample_rate,
-                                    reseed_dead_every=config.reseed_dead_every, seed=11,
+                                    reseed_dead_every=config.reseed_dead_every, seed=seed,
                                     name="user_flat_memory")
     else:
       self.memory = ghca.GHCAMemory(config.user_level1, config.user_children,
                                     update_rule=config.update_rule, rate=config.rate,
                                     sample_rate=config.sample_rate,
-                                    reseed_dead_every=config.reseed_dead_every, seed=11,
+                                    reseed_dead_every=config.reseed_dead_every, seed=seed,
                                     name="user_ghca")
     self.personal = tf.keras.layers.Embedding(user_buckets, config.personal_dim,
                                               name="personal_vector")
@@ -114,14 +135,19 @@ class UHSE(tf.keras.layers.Layer):
     unique_vectors: [U, d] queries of the distinct history items in the batch.
     positions: [B, L] index into `unique_vectors` of each history position.
     history_mask: [B, L] bool, the valid (non-padding) positions.
+
+  Args:
+    config: the DUIA config.
+    seed: the item memory's seed (`memory_seed` of the training seed).
   """
 
-  def __init__(self, config: config_lib.DUIAConfig, **kwargs):
+  def __init__(self, config: config_lib.DUIAConfig, seed: int = ITEM_MEMORY_SEED_OFFSET,
+               **kwargs):
     super().__init__(**kwargs)
     self.memory = ghca.GHCAMemory(config.item_level1, config.item_children,
                                   update_rule=config.update_rule, rate=config.rate,
                                   sample_rate=config.sample_rate,
-                                  reseed_dead_every=config.reseed_dead_every, seed=13,
+                                  reseed_dead_every=config.reseed_dead_every, seed=seed,
                                   name="item_ghca")
     self.generalize = _generalization(config.enhancement_dim, "uhse_generalization")
 
