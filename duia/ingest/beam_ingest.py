@@ -8,6 +8,22 @@
 Each user's profile row meets its exposures again only in the last group-by,
 once per user, rather than riding on every exposure through the item join.
 
+A users or items table without a source (`mapping.sources`) is not joined: the
+item group-by is then a plain GroupByKey and the item's profile is built from
+its exposures there; a user's, in the last group-by (`duia.ingest.profiles`).
+No id is quarantined as unknown for such a table.
+
+With `mapping.sparsify`, the item pass splits in two around one more group-by
+by user:
+
+    ... by item --> drop duplicate exposures
+        --by user--> sparsify: split on the whole sequence, drop the chosen
+                     users' later train rows (counted in the summary)
+        --by item--> annotate popularity --by user--> sweep, as above
+
+so the dropped rows count toward no item's popularity and reach no history or
+example, while each user's split is the one a run without sparsify makes.
+
 The joins are keyed group-bys, so the same code shards by item and by user on a
 distributed runner (DESIGN section 8).
 """
@@ -22,10 +38,14 @@ from apache_beam.io import filesystems
 from duia.ingest import example_encoding
 from duia.ingest import mapping as mapping_lib
 from duia.ingest import point_in_time
+from duia.ingest import profiles
 from duia.models import features
 
 QUARANTINE = "quarantine"
 LOW_ACTIVITY_THRESHOLD = "low_activity_threshold"
+SPARSIFIED = "sparsified"
+# Eval rows a validation holdout left out (`split.holdout`).
+HELD_OUT = "held_out_eval_rows"
 SPLITS = (point_in_time.TRAIN, point_in_time.EVAL)
 
 
@@ -79,6 +99,9 @@ class _ParseRows(beam.DoFn):
       mapped = mapping_lib.map_row(self._table, row, self._mapping)
       if self._table == "exposures":
         mapped.update(mapping_lib.labels_for(mapped, self._mapping))
+        carried = mapping_lib.carried_values(row, self._mapping)
+        if carried:  # only for tables without a source; examples never copy it
+          mapped[mapping_lib.CARRIED_KEY] = carried
       yield mapped
     except mapping_lib.RowError as e:
       yield beam.pvalue.TaggedOutput(
@@ -138,20 +161,83 @@ def _join_profiles(label: str, profiles, exposures, key: str, table: str, quaran
   return joined.rows
 
 
+def _group_without_profile(label: str, exposures, key: str):
+  """(key, None, exposures) per key: `_join_profiles`' shape for a table without a source."""
+  return (exposures
+          | f"ExposuresBy{label}" >> beam.Map(lambda r: (r[key], r))
+          | f"Group{label}" >> beam.GroupByKey()
+          | f"NoProfile{label}" >> beam.MapTuple(lambda k, rows: (k, None, rows)))
+
+
 class _AnnotateItems(beam.DoFn):
+  """Per item: drops duplicate exposures, adds the item's fields and prior counts.
+
+  With sparsify on it runs twice, around `_CutUsers`: `dedupe` before (the
+  users' sequences are then the ones the split sees without sparsify; a source
+  profile's fields ride on the rows) and `count` after (the dropped rows count
+  toward nothing).
+  """
+
+  def __init__(self, mapping, dedupe: bool = True, count: bool = True):
+    self._mapping = mapping
+    self._dedupe = dedupe
+    self._count = count
+
+  def process(self, joined):
+    item_id, item, exposures = joined
+    exposures = list(exposures)
+    if self._dedupe:
+      exposures, duplicates = point_in_time.split_duplicate_exposures(exposures)
+      for row in duplicates:
+        yield beam.pvalue.TaggedOutput(QUARANTINE, _quarantine_record(
+            "exposures", "duplicate_exposure",
+            f"the exposure of item_id={item_id!r} to user_id={row[features.USER_ID]!r} at "
+            f"ts={row[features.TIMESTAMP]} appears more than once, every field equal", row))
+    if not self._count:
+      if item is not None:
+        exposures = [dict(row, **{k: item[k] for k in point_in_time.ITEM_FIELDS})
+                     for row in exposures]
+      yield from exposures
+      return
+    if item is None:
+      if "items" in self._mapping.sources:  # the fields the `dedupe` pass attached
+        item = exposures[0]
+      else:
+        item = profiles.build_profile("items", item_id, exposures, self._mapping)
+    yield from point_in_time.annotate_item_exposures(item, exposures, self._mapping.derive)
+
+
+class _CutUsers(beam.DoFn):
+  """Per user: the rows `point_in_time.cut_user_exposures` keeps.
+
+  Each user sparsify chooses also goes to the `SPARSIFIED` output as (1,
+  dropped rows); the eval rows a validation holdout leaves out, to `HELD_OUT`.
+  """
 
   def __init__(self, mapping):
     self._mapping = mapping
 
-  def process(self, joined):
-    item_id, item, exposures = joined
-    kept, duplicates = point_in_time.split_duplicate_exposures(exposures)
-    for row in duplicates:
-      yield beam.pvalue.TaggedOutput(QUARANTINE, _quarantine_record(
-          "exposures", "duplicate_exposure",
-          f"the exposure of item_id={item_id!r} to user_id={row[features.USER_ID]!r} at "
-          f"ts={row[features.TIMESTAMP]} appears more than once, every field equal", row))
-    yield from point_in_time.annotate_item_exposures(item, kept, self._mapping.derive)
+  def process(self, grouped, eval_start_ts):
+    user_id, exposures = grouped
+    chosen = self._mapping.sparsify is not None and self._mapping.sparsify.chooses(user_id)
+    if not chosen and self._mapping.split.holdout == "eval":
+      yield from exposures
+      return
+    kept, dropped, held_out = point_in_time.cut_user_exposures(
+        exposures, self._mapping, eval_start_ts, sparsify=chosen)
+    if chosen:
+      yield beam.pvalue.TaggedOutput(SPARSIFIED, (1, dropped))
+    if held_out:
+      yield beam.pvalue.TaggedOutput(HELD_OUT, held_out)
+    yield from kept
+
+
+def _add_counts(counts: Iterable[Tuple[int, int]]) -> Tuple[int, int]:
+  users = dropped = 0
+  for u, d in counts:
+    users += u
+    dropped += d
+  return users, dropped
 
 
 class _DeriveUsers(beam.DoFn):
@@ -160,11 +246,14 @@ class _DeriveUsers(beam.DoFn):
     self._mapping = mapping
 
   def process(self, grouped, eval_start_ts, low_activity_threshold):
-    _, joined = grouped
+    user_id, joined = grouped
     exposures = list(joined["exposures"])
     if not exposures:  # every exposure of the user was quarantined at the item join
       return
-    (user,) = joined["profile"]
+    if "users" in self._mapping.sources:
+      (user,) = joined["profile"]
+    else:
+      user = profiles.build_profile("users", user_id, exposures, self._mapping)
     for split, example in point_in_time.derive_user_examples(
         user, exposures, self._mapping, eval_start_ts, low_activity_threshold):
       yield beam.pvalue.TaggedOutput(split, example)
@@ -172,7 +261,7 @@ class _DeriveUsers(beam.DoFn):
 
 @beam.ptransform_fn
 def IngestRawLogs(pipeline, mapping: mapping_lib.MappingConfig, data_root: str):  # pylint: disable=invalid-name
-  """Reads the three inputs and returns {split: examples, 'quarantine': records}.
+  """Reads the inputs and returns {split: examples, 'quarantine': records}.
 
   Args:
     pipeline: the Beam pipeline (the transform is applied to its root).
@@ -180,44 +269,71 @@ def IngestRawLogs(pipeline, mapping: mapping_lib.MappingConfig, data_root: str):
     data_root: folder or URI the mapping's source patterns are relative to.
 
   Returns:
-    A dict of PCollections: 'train' and 'eval' example dicts, and 'quarantine'
-    records ({source, reason, detail, row}).
+    A dict of PCollections: 'train' and 'eval' example dicts, 'quarantine'
+    records ({source, reason, detail, row}), the low-activity threshold, and
+    with sparsify on, 'sparsified': one (users, dropped rows) pair.
   """
-  tables = {t: _read_table(pipeline, t, mapping, data_root) for t in mapping_lib.TABLES}
-  quarantined = [tables[t][QUARANTINE] for t in mapping_lib.TABLES]
-
-  # Users first, so exposures of unknown users count toward no item's popularity.
-  user_joined = _join_profiles("Users", tables["users"].rows, tables["exposures"].rows,
-                               features.USER_ID, "users", quarantined)
-  known_users = user_joined | "KnownUsers" >> beam.Map(lambda joined: (joined[0], joined[1]))
-  known_exposures = user_joined | "KnownUserExposures" >> beam.FlatMap(
-      lambda joined: joined[2])
-  item_joined = _join_profiles("Items", tables["items"].rows, known_exposures,
-                               features.ITEM_ID, "items", quarantined)
-  annotated = item_joined | "AnnotateItems" >> beam.ParDo(
-      _AnnotateItems(mapping)).with_outputs(QUARANTINE, main="rows")
-  quarantined.append(annotated[QUARANTINE])
-  annotated = annotated.rows
-  per_user = (
-      {"profile": known_users,
-       "exposures": annotated | "AnnotatedByUser" >> beam.Map(
-           lambda r: (r[features.USER_ID], r))}
-      | "GroupByUser" >> beam.CoGroupByKey())
+  tables = {t: _read_table(pipeline, t, mapping, data_root)
+            for t in mapping_lib.TABLES if t in mapping.sources}
+  quarantined = [table[QUARANTINE] for table in tables.values()]
+  exposures = tables["exposures"].rows
 
   if mapping.split.mode == "global":
     eval_start = beam.pvalue.AsSingleton(
-        tables["exposures"].rows
+        exposures
         | "Timestamps" >> beam.Map(lambda r: r[features.TIMESTAMP])
         | "MaxTs" >> beam.CombineGlobally(max).without_defaults()
         | "EvalStart" >> beam.Map(point_in_time.global_eval_start, mapping.split))
   else:
     eval_start = float("inf")
+
+  known_users = None
+  if "users" in tables:
+    # Users first, so exposures of unknown users count toward no item's popularity.
+    user_joined = _join_profiles("Users", tables["users"].rows, exposures,
+                                 features.USER_ID, "users", quarantined)
+    known_users = user_joined | "KnownUsers" >> beam.Map(lambda joined: (joined[0], joined[1]))
+    exposures = user_joined | "KnownUserExposures" >> beam.FlatMap(lambda joined: joined[2])
+  if "items" in tables:
+    item_joined = _join_profiles("Items", tables["items"].rows, exposures,
+                                 features.ITEM_ID, "items", quarantined)
+  else:
+    item_joined = _group_without_profile("Items", exposures, features.ITEM_ID)
+
+  result = {}
+  if not mapping.cuts_user_rows:
+    annotated = item_joined | "AnnotateItems" >> beam.ParDo(
+        _AnnotateItems(mapping)).with_outputs(QUARANTINE, main="rows")
+    quarantined.append(annotated[QUARANTINE])
+    annotated = annotated.rows
+  else:
+    checked = item_joined | "DedupeItems" >> beam.ParDo(
+        _AnnotateItems(mapping, count=False)).with_outputs(QUARANTINE, main="rows")
+    quarantined.append(checked[QUARANTINE])
+    sparse = (checked.rows
+              | "SparsifyByUser" >> beam.Map(lambda r: (r[features.USER_ID], r))
+              | "GroupSparsify" >> beam.GroupByKey()
+              | "Sparsify" >> beam.ParDo(_CutUsers(mapping), eval_start)
+              .with_outputs(SPARSIFIED, HELD_OUT, main="rows"))
+    if mapping.sparsify is not None:
+      result[SPARSIFIED] = sparse[SPARSIFIED] | "CountSparsified" >> beam.CombineGlobally(
+          _add_counts)
+    if mapping.split.holdout != "eval":
+      result[HELD_OUT] = sparse[HELD_OUT] | "CountHeldOut" >> beam.CombineGlobally(sum)
+    annotated = (_group_without_profile("KeptItems", sparse.rows, features.ITEM_ID)
+                 | "AnnotateItems" >> beam.ParDo(_AnnotateItems(mapping, dedupe=False)))
+  by_user = {"exposures": annotated | "AnnotatedByUser" >> beam.Map(
+      lambda r: (r[features.USER_ID], r))}
+  if known_users is not None:
+    by_user["profile"] = known_users
+  per_user = by_user | "GroupByUser" >> beam.CoGroupByKey()
+
   threshold = _low_activity_threshold(annotated, mapping.derive)
   derived = per_user | "DeriveUsers" >> beam.ParDo(
       _DeriveUsers(mapping), eval_start, beam.pvalue.AsSingleton(threshold)
   ).with_outputs(*SPLITS)
 
-  result = {split: derived[split] for split in SPLITS}
+  result.update({split: derived[split] for split in SPLITS})
   result[QUARANTINE] = quarantined | "FlattenQuarantine" >> beam.Flatten()
   result[LOW_ACTIVITY_THRESHOLD] = threshold
   return result
@@ -249,7 +365,9 @@ def count_by_reason(records) -> Any:
 
 def write_outputs(outputs: Dict[str, Any], examples_uri: str, quarantine_uri: str) -> None:
   """Writes examples as gzipped TFRecords per split, in TFX's Examples layout,
-  and the quarantine as JSON lines plus a `summary.json` of counts."""
+  and the quarantine as JSON lines plus a `summary.json` of counts (and, with
+  sparsify on, {"sparsified": {"users": n, "dropped_rows": m}}; with a validation
+  holdout, the eval rows it left out)."""
   for split in SPLITS:
     examples = outputs[split]
     (examples
@@ -268,17 +386,27 @@ def write_outputs(outputs: Dict[str, Any], examples_uri: str, quarantine_uri: st
             for split in SPLITS}
   reasons = count_by_reason(records)
 
-  def summarize(_, reasons, threshold, **split_counts):
-    return json.dumps({"examples": split_counts, "quarantined": reasons,
-                       "quarantined_total": sum(reasons.values()),
-                       LOW_ACTIVITY_THRESHOLD: threshold}, sort_keys=True, indent=1)
+  def summarize(_, reasons, threshold, sparsified=None, held_out=None, **split_counts):
+    summary = {"examples": split_counts, "quarantined": reasons,
+               "quarantined_total": sum(reasons.values()),
+               LOW_ACTIVITY_THRESHOLD: threshold}
+    if sparsified is not None:
+      # Not quarantined: the rows are fine, the run chose to forget them.
+      summary[SPARSIFIED] = {"users": sparsified[0], "dropped_rows": sparsified[1]}
+    if held_out is not None:
+      summary[HELD_OUT] = held_out
+    return json.dumps(summary, sort_keys=True, indent=1)
 
+  side_inputs = {s: beam.pvalue.AsSingleton(c) for s, c in counts.items()}
+  if SPARSIFIED in outputs:
+    side_inputs["sparsified"] = beam.pvalue.AsSingleton(outputs[SPARSIFIED])
+  if HELD_OUT in outputs:
+    side_inputs["held_out"] = beam.pvalue.AsSingleton(outputs[HELD_OUT])
   (records.pipeline
    | "SummarySeed" >> beam.Create([None])
    | "Summarize" >> beam.Map(
        summarize, beam.pvalue.AsSingleton(reasons),
-       beam.pvalue.AsSingleton(outputs[LOW_ACTIVITY_THRESHOLD]),
-       **{s: beam.pvalue.AsSingleton(c) for s, c in counts.items()})
+       beam.pvalue.AsSingleton(outputs[LOW_ACTIVITY_THRESHOLD]), **side_inputs)
    | "WriteSummary" >> beam.io.WriteToText(
        os.path.join(quarantine_uri, "summary"), file_name_suffix=".json",
        shard_name_template=""))

@@ -3,7 +3,8 @@
 Two sweeps, each over one key's exposures sorted by time, so both shard by key on
 Beam (DESIGN section 8): per item (cumulative exposures -> `item_popularity`) and
 per user (history, negatives with the ts of each entry, trailing activity ->
-`user_activity`, split).
+`user_activity`, split). With `sparsify` or a validation holdout on, a third
+per-user pass before the item sweep cuts rows (`cut_user_exposures`).
 """
 
 import bisect
@@ -17,6 +18,82 @@ from duia.models import features
 
 TRAIN, EVAL = "train", "eval"
 _DAY_S = 86400.0
+# The item fields every exposure gets from its item's profile.
+ITEM_FIELDS = (features.CAT1, features.CAT2, features.AUTHOR_ID, features.TAGS,
+               features.DURATION_S)
+# A sparsified user's rows carry the split decided on the user's whole sequence.
+SPLIT_KEY = "_split"
+
+
+def _sweep_order(row: Dict[str, Any]) -> Tuple[Any, Any]:
+  return row[features.TIMESTAMP], row[features.ITEM_ID]
+
+
+def split_names(rows: List[Dict[str, Any]], split: mapping_lib.SplitConfig,
+                eval_start_ts: float = math.inf) -> List[str]:
+  """Train or eval for each of one user's rows, given in sweep order.
+
+  Args:
+    rows: the user's exposures sorted by (ts, item_id).
+    split: `per_user` makes the last `eval_fraction` of the rows eval;
+      `global`, the rows at or after `eval_start_ts`.
+    eval_start_ts: first eval ts of the global split.
+  """
+  if split.mode == "per_user":
+    first_eval = len(rows) - int(round(split.eval_fraction * len(rows)))
+    return [EVAL if k >= first_eval else TRAIN for k in range(len(rows))]
+  return [EVAL if row[features.TIMESTAMP] >= eval_start_ts else TRAIN for row in rows]
+
+
+def holdout_names(rows: List[Dict[str, Any]], split: mapping_lib.SplitConfig,
+                  eval_start_ts: float = math.inf) -> List[Optional[str]]:
+  """`split_names` under `split.holdout`: None for the rows a validation holdout leaves out.
+
+  With `holdout: "validation"` the eval rows are None (left out) and the
+  remaining rows are split again by the same rule, their eval part being the
+  validation rows (global: the `eval_days` before `eval_start_ts`).
+  """
+  names = split_names(rows, split, eval_start_ts)
+  if split.holdout == "eval":
+    return names
+  train_rows = [row for row, name in zip(rows, names) if name == TRAIN]
+  inner = iter(split_names(train_rows, split, eval_start_ts - split.eval_days * _DAY_S))
+  return [next(inner) if name == TRAIN else None for name in names]
+
+
+def cut_user_exposures(
+    exposures: Iterable[Dict[str, Any]], mapping: mapping_lib.MappingConfig,
+    eval_start_ts: float = math.inf,
+    sparsify: bool = False) -> Tuple[List[Dict[str, Any]], int, int]:
+  """One user's rows after the validation holdout and, if `sparsify`, the sparsify cut.
+
+  The split is decided here, on the whole sequence, and stored on each kept row
+  (`SPLIT_KEY`), so the user's eval rows are the ones a run without sparsify
+  has; the sweep cannot decide it later from the kept rows alone. A sparsified
+  user keeps the first `sparsify.keep` train rows and every eval row.
+
+  Args:
+    exposures: all exposures of one user.
+    mapping: the mapping config (split, sparsify).
+    eval_start_ts: first eval ts of the global split.
+    sparsify: whether `mapping.sparsify` chose this user.
+
+  Returns:
+    (kept rows, each with `SPLIT_KEY`; train rows dropped by sparsify; eval
+    rows left out by the validation holdout).
+  """
+  rows = sorted(exposures, key=_sweep_order)
+  kept, train_kept, held_out = [], 0, 0
+  for row, name in zip(rows, holdout_names(rows, mapping.split, eval_start_ts)):
+    if name is None:
+      held_out += 1
+      continue
+    if name == TRAIN and sparsify:
+      if train_kept == mapping.sparsify.keep:
+        continue
+      train_kept += 1
+    kept.append(dict(row, **{SPLIT_KEY: name}))
+  return kept, len(rows) - len(kept) - held_out, held_out
 
 
 def split_duplicate_exposures(
@@ -59,8 +136,7 @@ def annotate_item_exposures(
   for row in rows:
     prior = bisect.bisect_left(times, row[features.TIMESTAMP])
     out = dict(row)
-    for key in (features.CAT1, features.CAT2, features.AUTHOR_ID, features.TAGS,
-                features.DURATION_S):
+    for key in ITEM_FIELDS:
       out[key] = item[key]
     out[features.ITEM_PRIOR_EXPOSURES] = prior
     out[features.ITEM_POPULARITY] = (
@@ -77,6 +153,9 @@ def derive_user_examples(
 
   Exposures that share a timestamp see the same state: none of them is in
   another's history, since none happened strictly before the other.
+
+  A row that carries `SPLIT_KEY` (a sparsified user's) goes to that split;
+  the others are split by `split_names`.
 
   `hist_ts` and `neg_ts` carry the ts of each `hist_item_ids` and
   `neg_item_ids` entry, position for position (most recent first), so the
@@ -96,10 +175,8 @@ def derive_user_examples(
   derive, split = mapping.derive, mapping.split
   if low_activity_threshold is None:
     low_activity_threshold = derive.low_activity_threshold
-  rows = sorted(exposures, key=lambda e: (e[features.TIMESTAMP], e[features.ITEM_ID]))
-  if split.mode == "per_user":
-    num_eval = int(round(split.eval_fraction * len(rows)))
-    first_eval = len(rows) - num_eval
+  rows = sorted(exposures, key=_sweep_order)
+  names = split_names(rows, split, eval_start_ts)
   # (item, cat1, cat2, ts) and (item, ts): one deque per list keeps the id
   # lists and their ts aligned when maxlen drops the oldest entry.
   history: collections.deque = collections.deque(maxlen=derive.history_length)
@@ -131,12 +208,7 @@ def derive_user_examples(
                                  else features.HIGH_ACTIVE),
     }
     for k in range(i, j):
-      row = rows[k]
-      if split.mode == "per_user":
-        name = EVAL if k >= first_eval else TRAIN
-      else:
-        name = EVAL if ts >= eval_start_ts else TRAIN
-      yield name, _example(user, row, state)
+      yield rows[k].get(SPLIT_KEY, names[k]), _example(user, rows[k], state)
     for k in range(i, j):  # state moves on only after the whole tie group
       row = rows[k]
       if row[features.LABEL_VALID]:

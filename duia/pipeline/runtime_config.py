@@ -76,13 +76,19 @@ def _fields_of(cls, raw: Any, where: str) -> Dict[str, Any]:
   return dict(raw)
 
 
+# Substrings of the mapping names (or paths) of rating data, which has no watch
+# time: they train the "movielens" preset's tasks (valid consumption and like).
+RATING_MAPPINGS = ("movielens", "amazon-reviews")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingSettings:
   """The model's training config: a preset and nested overrides.
 
   Attributes:
     preset: a `duia.models.config.PRESETS` name; None picks "movielens" for
-      MovieLens mappings and "small" otherwise (as `duia run` does).
+      rating mappings (`RATING_MAPPINGS`) and "small" otherwise (as `duia run`
+      does).
     overrides: nested overrides, e.g. {"ple": {"num_levels": 3}}.
   """
   preset: Optional[str] = None
@@ -97,7 +103,8 @@ class TrainingSettings:
       raise ValueError(f"training.overrides must be an object. Received: {self.overrides!r}")
 
   def build(self, mapping: str) -> model_config.TrainingConfig:
-    name = self.preset or ("movielens" if "movielens" in mapping else "small")
+    rating = any(part in mapping for part in RATING_MAPPINGS)
+    name = self.preset or ("movielens" if rating else "small")
     return model_config.preset(name, dict(self.overrides))
 
 
