@@ -130,3 +130,66 @@ def test_the_training_seed_draws_the_memories():
     assert not np.allclose(seed_0[name], seed_1[name]), name
   # The user and item memories do not share a draw.
   assert not np.allclose(seed_0["user_ghca"][:4], seed_0["item_ghca"][:4])
+
+
+def test_without_target_attention_the_user_tower_ignores_the_candidate():
+  """v_user (and the user centres) is a property of the user alone when the
+  user tower does not read the target-attended history."""
+  features_in, _ = _batch()
+  other = dict(features_in)
+  other[XF(features.ITEM_ID)] = tf.reverse(features_in[XF(features.ITEM_ID)], [0])
+  for attend, same in ((False, True), (True, False)):
+    model = _model("duia", user_tower_target_attention=attend)
+    model.serving_outputs(features_in)
+    v_user, v_item = model.tower_vectors(model.embedding(features_in))
+    v_user_other, v_item_other = model.tower_vectors(model.embedding(other))
+    assert np.allclose(v_user.numpy(), v_user_other.numpy()) == same, attend
+    assert not np.allclose(v_item.numpy(), v_item_other.numpy())
+
+
+def test_personal_dim_0_leaves_the_personal_vectors_out():
+  model = _model("duia_items", personal_dim=0)
+  model.serving_outputs(_batch()[0])
+  names = {w.name for w in model.trainable_weights}
+  assert not any("personal_vector" in n for n in names), names
+  assert any("personal_vector" in w.name for w in _built("duia_items").trainable_weights)
+
+
+def _built(variant, **overrides):
+  model = _model(variant, **overrides)
+  model.serving_outputs(_batch()[0])
+  return model
+
+
+def test_upbe_unit_readout_reads_directions():
+  features_in, labels = _batch()
+  model = _model("duia", upbe_readout="unit")
+  model.fit(tf.data.Dataset.from_tensors((features_in, labels)).repeat(3), epochs=1, verbose=0)
+  ids = features_in[XF(features.USER_ID)]
+  stored = model.upbe.memory(ids).numpy()
+  norms = np.linalg.norm(stored, axis=-1)
+  assert (norms > 0).any() and (norms < 0.99).any()  # raw vectors are short after a few pulls
+  unit = stored / np.maximum(norms[..., None], 1e-12)
+  # The block's input is the normalised vectors: compare with the generalization layer on them.
+  expected = model.upbe.generalize(tf.reshape(tf.constant(unit, tf.float32),
+                                              [len(stored), -1])).numpy()
+  _, enhanced, _ = model.encode_parts(features_in, training=False)
+  np.testing.assert_allclose(enhanced["upbe"].numpy(), expected, atol=1e-5)
+
+
+def test_usage_trace_records_hits_and_movement_per_window():
+  from duia.models import cluster_report  # pylint: disable=g-import-not-at-top
+  model = _built("duia")
+  trace = cluster_report.UsageTrace(model.memories(), every=2)
+  batches = [_batch(seed=s) for s in range(5)]
+  before = model.uhse.memory.level1_centers.numpy().copy()
+  model.fit(tf.data.Dataset.from_tensor_slices(
+      tuple(tf.nest.map_structure(lambda *t: tf.stack(t), *batches))), epochs=1, verbose=0,
+      callbacks=[trace])
+  assert [r["step"] for r in trace.records] == [2, 4]  # a record after steps 1 (start), 2, 4
+  for record in trace.records:
+    for name in ("user_ghca", "item_ghca"):
+      entry = record[name]
+      assert set(entry) == {"level1_hit", "level1_moved", "level2_hit", "level2_moved"}
+      assert 0.0 < entry["level1_hit"] <= 1.0 and entry["level1_moved"] > 0.0
+  assert not np.allclose(before, model.uhse.memory.level1_centers.numpy())

@@ -43,7 +43,7 @@ def test_writes_json_markdown_and_png_plots(outputs):
   out, results, _ = outputs
   for name in (harness.RESULTS_JSON, harness.REPORT_MD):
     assert os.path.getsize(os.path.join(out, name)) > 0
-  for name in (harness.AUC_PLOT, harness.SWEEP_PLOT):
+  for name in (harness.AUC_PLOT, harness.SWEEP_PLOT, harness.DECILE_PLOT):
     with open(os.path.join(out, name), "rb") as f:
       assert f.read(8) == PNG_SIGNATURE
   with open(os.path.join(out, harness.RESULTS_JSON)) as f:
@@ -58,7 +58,15 @@ def test_every_model_has_metrics_with_bounds_and_paired_diffs(outputs):
   assert os.listdir(os.path.join(results["out_dir"], "tfma")) == ["seed0"]
   assert {r["tfma_run"] for r in runs.values()} == {"seed0"}
   # TFMA sliced by what the tables show, the task of the tables only.
-  assert set(runs["ple_s0"]["metrics"]) == set(results["slices"].values())
+  deciles = results["deciles"]["slices"]
+  assert set(runs["ple_s0"]["metrics"]) == set(results["slices"].values()) | set(deciles)
+  # The activity deciles (TFMA's SQL slices) cover every eval row once, in order.
+  counts = {s: m["valid_consumption/example_count"]["value"]
+            for s, m in runs["ple_s0"]["metrics"].items()}
+  assert sum(counts[s] for s in deciles) == counts["overall"]
+  ranges = results["deciles"]["ranges"]
+  assert ranges[0][0] == 0 and all(a[1] + 1 == b[0] for a, b in zip(ranges, ranges[1:]))
+  assert len(deciles) >= 3
   assert {m.split("/")[0] for m in runs["ple_s0"]["metrics"]["overall"]} == {
       "valid_consumption"}
   for name, run in runs.items():
@@ -94,7 +102,7 @@ def test_sweep_reuses_the_matching_model_and_reports_hit_rates(outputs):
 def test_markdown_numbers_equal_the_json(outputs):
   out, results, _ = outputs
   with open(os.path.join(out, harness.REPORT_MD)) as f:
-    auc_rows, uplift_rows, _, sweep_rows = tables.parse_tables(f.read())
+    auc_rows, uplift_rows, _, sweep_rows, decile_rows = tables.parse_tables(f.read())
   assert [r["variant"] for r in auc_rows] == ["ple", "duia"]
   for row in auc_rows:
     for label, slice_name in results["slices"].items():
@@ -107,6 +115,13 @@ def test_markdown_numbers_equal_the_json(outputs):
     numbers = [float(x) for x in duia[label].replace("[", " ").replace("]", " ")
                .replace(",", " ").split()]
     assert numbers == [round(diff["value"], 4), round(diff["lower"], 4), round(diff["upper"], 4)]
+  ple_row, duia_row = decile_rows
+  for name in results["deciles"]["slices"]:
+    label = name.split("=", 1)[1]
+    assert float(ple_row[label]) == round(
+        results["runs"]["ple_s0"]["metrics"][name][AUC]["value"], 4)
+    assert float(duia_row[label].split()[0]) == round(
+        results["runs"]["duia_s0"]["diff_vs_ple"][name][AUC]["value"], 4)
   for row, point in zip(sweep_rows, results["sweeps"]["uhse"]["points"]):
     assert int(row["N1"]) == point["n1"]
     assert float(row["low-active"]) == round(point["auc"]["user_activity=low"], 4)
@@ -153,7 +168,8 @@ def test_resume_redoes_what_is_unfinished_or_configured_differently(outputs, tmp
   models = {n: r["model_dir"] for n, r in results["runs"].items()}
   names = ["ple_s0"] + [n for n in models if n != "ple_s0"]
   args = ({n: models[n] for n in names}, "ple_s0", spec.eval_tasks,
-          results["eval_data"], copied, spec.ci_method, harness.TFMA_SLICES,
+          results["eval_data"], copied, spec.ci_method,
+          harness.TFMA_SLICES + (results["deciles"]["sql"],),
           spec.auc_thresholds)
   assert tfma_eval.finished(*args)
   assert not tfma_eval.finished(*args[:-1], 10_000)  # another AUC histogram

@@ -171,3 +171,40 @@ def test_data_names_resolve(tmp_path):
     data_lib.resolve(str(mapping), None, 0, str(tmp_path))
   with pytest.raises(ValueError, match="Received: 'imdb'"):
     data_lib.resolve("imdb", None, 0, str(tmp_path))
+
+
+def test_sparsify_writes_the_derived_mapping_and_names_the_run(tmp_path, monkeypatch):
+  from duia.ingest import mapping as mapping_lib  # pylint: disable=g-import-not-at-top
+  from duia.quality import harness  # pylint: disable=g-import-not-at-top
+  spec = harness.QualitySpec(data="generated", out_dir=str(tmp_path), sparsify=3,
+                             sparsify_share=0.5)
+  dataset, out_dir = harness.resolve_dataset(spec)
+  assert dataset.name == "generated-sparse3-share0.5" and out_dir == str(tmp_path)
+  assert dataset.mapping_path == str(tmp_path / "mapping" / "generated-sparse3-share0.5.json")
+  written = mapping_lib.load_mapping(dataset.mapping_path)
+  assert written.sparsify == mapping_lib.SparsifyConfig(share=0.5, keep=3, seed=0)
+  monkeypatch.chdir(tmp_path)  # the default output folder is under the working directory
+  assert harness.resolve_dataset(harness.QualitySpec(sparsify=10))[1].endswith(
+      os.path.join("runs", "quality", "generated-sparse10"))
+  with pytest.raises(ValueError, match=r"sparsify must be in \[1, 10\]. Received: 11"):
+    harness.QualitySpec(sparsify=11)
+
+
+def test_decile_table_and_plot(tmp_path):
+  results = _results()
+  names = ["activity_decile=d0 0-0", "activity_decile=d1 1-5"]
+  for variant, seed_value in (("ple", 0.6), ("duia", 0.61)):
+    for i, name in enumerate(names):
+      results["variants"][variant][name] = {
+          "mean": seed_value + i / 10, "std": None,
+          "uplift": None if variant == "ple" else {
+              "mean": 0.01, "std": None, "interval": {"lower": -0.002, "upper": 0.02}}}
+  results["deciles"] = {"slices": names, "ranges": [[0, 0], [1, 5]]}
+  results["slice_rows"].update({names[0]: 30, names[1]: 70})
+  *_, deciles = tables.parse_tables(tables.to_markdown(results))
+  assert [r["variant"] for r in deciles] == ["ple (AUC)", "duia"]
+  assert _numbers(deciles[0]["d1 1-5"]) == [0.7]
+  assert _numbers(deciles[1]["d0 0-0"]) == [0.01, -0.002, 0.02]
+  plots.auc_by_decile(results, str(tmp_path / "deciles.png"))
+  with open(tmp_path / "deciles.png", "rb") as f:
+    assert f.read(8) == PNG_SIGNATURE

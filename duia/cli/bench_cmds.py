@@ -17,7 +17,9 @@ def cmd_bench_quality(args) -> None:
         seeds=args.seeds, variants=args.variants, n1_values=args.n1, sweeps=args.sweeps,
         sweep_seed=args.sweep_seed, epochs=args.epochs, steps=args.steps, preset=args.preset,
         overrides=common.parse_overrides(args.set or []), ci_method=args.ci_method,
-        eval_tasks=args.eval_tasks, auc_thresholds=args.auc_thresholds)
+        eval_tasks=args.eval_tasks, auc_thresholds=args.auc_thresholds,
+        sparsify=args.sparsify, sparsify_share=args.sparsify_share,
+        activity_deciles=not args.no_activity_deciles)
     harness.check(spec, args.from_disk, args.resume)
   except (data_lib.DataNotFoundError, ValueError) as e:
     raise SystemExit(f"duia: {e}") from e
@@ -70,6 +72,15 @@ def add_parsers(sub) -> None:
                       "each further binary task about doubles TFMA's time)")
   p.add_argument("--auc-thresholds", type=int, default=10_000,
                  help="num_thresholds of TFMA's AUC (default 10000, TFMA's own)")
+  p.add_argument("--sparsify", type=int, default=None, metavar="K",
+                 help="keep only the first K (1-10) training interactions of a seeded share of "
+                      "the users, their eval rows unchanged (long-tailed data from a dense "
+                      "log, as cold-start studies do); default: the data as logged")
+  p.add_argument("--sparsify-share", type=float, default=0.3,
+                 help="share of users --sparsify cuts (default 0.3)")
+  p.add_argument("--no-activity-deciles", action="store_true",
+                 help="leave out the TFMA slices by user-activity decile (history length at "
+                      "the exposure) and their table and plot; TFMA is then faster")
   p.add_argument("--from-disk", action="store_true",
                  help="train and evaluate nothing: rebuild the outputs from the models and TFMA "
                       "outputs an earlier run left in --out (e.g. --seeds 1 after a run was "

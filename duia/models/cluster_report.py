@@ -18,15 +18,7 @@ REPORT_FILE = "cluster_report.json"
 
 def _queries(model, batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
   """Each memory's eval queries for one transformed batch."""
-  parts = model.embedding(batch)
-  v_user, v_item = model.aux(tf.concat([parts["user"], parts["behaviour"]], axis=-1),
-                             parts["item_core"])
-  normalize = model.duia_config.normalize
-  out = {}
-  for name in model.memories():
-    vectors = v_user if name.startswith("user") else v_item
-    out[name] = tf.math.l2_normalize(vectors, axis=-1) if normalize else vectors
-  return out
+  return model.queries(model.embedding(batch))
 
 
 def build_report(model, batches: Iterable[Dict[str, tf.Tensor]]) -> Dict[str, Any]:
@@ -81,3 +73,55 @@ def write_report(report: Dict[str, Any], path: str) -> None:
   with tf.io.gfile.GFile(path, "w") as f:
     f.write(json.dumps(report, indent=1, sort_keys=True))
 
+
+
+class UsageTrace(tf.keras.callbacks.Callback):
+  """Records how the memories are used while training (every `every` batches).
+
+  Per memory and level: the fraction of centres that sampled training queries
+  reached since the previous record (the hit rate over the window), and how far
+  the centres moved over it (mean L2 norm of the change), so one can see
+  whether the memories are still settling when training ends.
+
+  Args:
+    memories: name -> `GHCAMemory` (e.g. `DUIARanker.memories()`).
+    every: batches between records.
+
+  Attributes:
+    records: list of {"step", memory name: {"level1_hit", "level1_moved", ...}}.
+  """
+
+  def __init__(self, memories: Dict[str, Any], every: int = 25):
+    super().__init__()
+    self.memories = memories
+    self.every = int(every)
+    self.records = []
+    self._last = None
+    self._step = 0
+
+  def _snapshot(self):
+    out = {}
+    for name, memory in self.memories.items():
+      levels = [(memory.level1_centers, memory.level1_hits)]
+      if memory.hierarchical:
+        levels.append((memory.level2_centers, memory.level2_hits))
+      out[name] = [(c.numpy().copy(), h.numpy().copy()) for c, h in levels]
+    return out
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._step += 1
+    if self._step % self.every and self._step != 1:
+      return
+    now = self._snapshot()
+    if self._last is not None:
+      record = {"step": self._step}
+      for name, levels in now.items():
+        entry = {}
+        for level, ((centers, hits), (old_centers, old_hits)) in enumerate(
+            zip(levels, self._last[name]), start=1):
+          entry[f"level{level}_hit"] = round(float(((hits - old_hits) > 0).mean()), 3)
+          entry[f"level{level}_moved"] = round(float(
+              np.linalg.norm(centers - old_centers, axis=-1).mean()), 4)
+        record[name] = entry
+      self.records.append(record)
+    self._last = now

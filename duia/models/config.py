@@ -75,6 +75,7 @@ class PLEConfig:
 FUSIONS = ("product", "sum")
 VARIANTS = ("ple", "uie", "uie_upbe", "duia", "duia_items", "him")
 UPDATE_RULES = ("gradient", "weighted_pull", "ema")
+UPBE_READOUTS = ("raw", "unit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,13 +110,21 @@ class DUIAConfig:
       runaway of the literal gradient rule.
     rate: rho = lambda = eta, the center update rates [0.05; UIE-KDD 0.01].
     sample_rate: share of rows that update the memories [0.3].
-    personal_dim: trainable per-user personal vector [4].
+    personal_dim: trainable per-user personal vector [4]; 0 leaves it out.
+    upbe_readout: how UPBE reads the personalized vectors: "raw" (as stored)
+      or "unit" (L2-normalised, zeros stay zeros). A vector that a few
+      positives pulled from zero is short, and it grows while training runs,
+      so its length tells the ranker how far training has got for that user
+      rather than what the user likes; "unit" keeps only the direction.
     enhancement_dim: output width of each generalization layer.
     reseed_dead_every: re-seed dead level-1 centers every n steps (0: off;
       beyond the papers). On by default: without it, 2 of 32 user centers and
       2 of 64 item centers took every eval row on generated and MovieLens data
       (`benchmarks/variant_quality_bench.py`, hit fractions 0.06 / 0.03);
       with re-seeding every 20 steps, 1.0 / 0.97-1.0.
+    user_tower_target_attention: the user tower also reads the history
+      attended by the target item (the ranker's behaviour vector whole); off,
+      it reads the profile and the candidate-independent behaviour only.
   """
   variant: str = "ple"
   memory_dim: int = 32
@@ -131,8 +140,10 @@ class DUIAConfig:
   rate: float = 0.05
   sample_rate: float = 0.3
   personal_dim: int = 4
+  upbe_readout: str = "raw"
   enhancement_dim: int = 16
   reseed_dead_every: int = 20
+  user_tower_target_attention: bool = True
 
   def __post_init__(self):
     if self.variant not in VARIANTS:
@@ -144,7 +155,12 @@ class DUIAConfig:
                     user_children=self.user_children, item_level1=self.item_level1,
                     item_children=self.item_children, flat_clusters=self.flat_clusters,
                     flat_top_k=self.flat_top_k, rate=self.rate,
-                    personal_dim=self.personal_dim, enhancement_dim=self.enhancement_dim)
+                    enhancement_dim=self.enhancement_dim)
+    if self.personal_dim < 0:
+      raise ValueError(f"duia.personal_dim must be >= 0. Received: {self.personal_dim}")
+    if self.upbe_readout not in UPBE_READOUTS:
+      raise ValueError(f"duia.upbe_readout must be one of {UPBE_READOUTS}. "
+                       f"Received: {self.upbe_readout!r}")
     if not 0.0 < self.sample_rate <= 1.0:
       raise ValueError(f"duia.sample_rate must be in (0, 1]. Received: {self.sample_rate}")
     if self.flat_top_k > self.flat_clusters:

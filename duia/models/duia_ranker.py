@@ -76,11 +76,35 @@ class DUIARanker(ple_ranker.PLERanker):
     vectors = tf.stop_gradient(_normalize(vectors, self.duia_config.normalize))
     return vectors, tf.reshape(position, tf.shape(ids))
 
-  def encode(self, inputs, training=None, labels=None):
+  def tower_vectors(self, parts: Dict[str, tf.Tensor]):
+    """(v_user, v_item) of the auxiliary towers from `FeatureEmbedding` parts.
+
+    The user tower reads the profile and the behaviour; with
+    `duia.user_tower_target_attention` off, not the history attended by the
+    target item, so that v_user (and the user centres it is assigned to) is a
+    property of the user alone, as DUIA's user tower is (section 4.2).
+    """
+    behaviour = (parts["behaviour"] if self.duia_config.user_tower_target_attention
+                 else parts["user_behaviour"])
+    return self.aux(tf.concat([parts["user"], behaviour], axis=-1), parts["item_core"])
+
+  def queries(self, parts: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Each memory's queries (normalised tower vectors), by `memories()` name."""
+    v_user, v_item = self.tower_vectors(parts)
+    return {name: _normalize(v_user if name.startswith("user") else v_item,
+                             self.duia_config.normalize)
+            for name in self.memories()}
+
+  def encode_parts(self, inputs, training=None, labels=None):
+    """The ranker's base input parts and each enhancement block's vector.
+
+    Returns:
+      (base [list of [B, *]], {block name: [B, enhancement_dim]} in the order
+      they are concatenated, side outputs for `extra_loss`).
+    """
     parts = self.embedding(inputs)
     base = [parts["user"], parts["item"], parts["behaviour"], parts["dense"]]
-    v_user, v_item = self.aux(tf.concat([parts["user"], parts["behaviour"]], axis=-1),
-                              parts["item_core"])
+    v_user, v_item = self.tower_vectors(parts)
     q_user = _normalize(v_user, self.duia_config.normalize)
     q_item = _normalize(v_item, self.duia_config.normalize)
     user_ids = inputs[XF(features.USER_ID)]
@@ -88,20 +112,24 @@ class DUIARanker(ple_ranker.PLERanker):
     positive = None
     if labels is not None and training:
       positive = tf.reshape(labels[features.LABEL_VALID], [-1]) > 0.5
-    enhanced = [self.uie(q_user, user_ids, groups, training=training)]
+    enhanced = {"uie": self.uie(q_user, user_ids, groups, training=training)}
     if self.upbe is not None:
-      enhanced.append(self.upbe(self.uie.memory, user_ids, q_user, q_item, positive,
-                                training=training))
+      enhanced["upbe"] = self.upbe(self.uie.memory, user_ids, q_user, q_item, positive,
+                                   training=training)
     if self.uhse is not None:
       unique_vectors, positions = self.history_vectors(inputs)
-      enhanced.append(self.uhse(q_item, unique_vectors, positions,
-                                tf.not_equal(inputs[XF(features.HIST_ITEM_IDS)], 0),
-                                positive, training=training))
+      enhanced["uhse"] = self.uhse(q_item, unique_vectors, positions,
+                                   tf.not_equal(inputs[XF(features.HIST_ITEM_IDS)], 0),
+                                   positive, training=training)
     if self.item_enhancement is not None:
-      enhanced.append(self.item_enhancement(
+      enhanced["items"] = self.item_enhancement(
           self.uhse.memory, self.uie.memory, inputs[XF(features.ITEM_ID)], q_item, q_user,
-          positive, training=training))
-    return tf.concat(base + enhanced, axis=-1), {"v_user": v_user, "v_item": v_item}
+          positive, training=training)
+    return base, enhanced, {"v_user": v_user, "v_item": v_item}
+
+  def encode(self, inputs, training=None, labels=None):
+    base, enhanced, side = self.encode_parts(inputs, training=training, labels=labels)
+    return tf.concat(base + list(enhanced.values()), axis=-1), side
 
   def extra_loss(self, predictions, side, labels) -> Optional[tf.Tensor]:
     """DUIA eq. 1, weighted by the fused score (merge score) under stop_gradient."""

@@ -36,6 +36,15 @@ def memory_seed(training_seed: int, offset: int) -> int:
   return int(training_seed) * _SEED_STRIDE + offset
 
 
+def _personal_vector(buckets: int, dim: int, name: str):
+  """The trainable personal vector table (DUIA 4.2), or None when `dim` is 0."""
+  return tf.keras.layers.Embedding(buckets, dim, name=name) if dim else None
+
+
+def _lookup(table, ids):
+  return [] if table is None else [table(ids)]
+
+
 def weighted_centers(query: tf.Tensor, centers: Sequence[tf.Tensor]) -> tf.Tensor:
   """DUIA eq. 6 per level: sigmoid(mu . v) * mu, concatenated over levels."""
   return tf.concat([tf.sigmoid(tf.reduce_sum(mu * query, -1, keepdims=True)) * mu
@@ -77,8 +86,7 @@ class UIE(tf.keras.layers.Layer):
                                     sample_rate=config.sample_rate,
                                     reseed_dead_every=config.reseed_dead_every, seed=seed,
                                     name="user_ghca")
-    self.personal = tf.keras.layers.Embedding(user_buckets, config.personal_dim,
-                                              name="personal_vector")
+    self.personal = _personal_vector(user_buckets, config.personal_dim, "personal_vector")
     self.generalize = _generalization(config.enhancement_dim, "uie_generalization")
 
   def call(self, v_user, user_ids, groups, training=None):
@@ -89,7 +97,7 @@ class UIE(tf.keras.layers.Layer):
       enhanced = tf.einsum("bk,bkd->bd", tf.nn.softmax(scores, axis=-1), top)
     else:
       enhanced = weighted_centers(v_user, centers)
-    return self.generalize(tf.concat([enhanced, self.personal(user_ids)], axis=-1))
+    return self.generalize(tf.concat([enhanced] + _lookup(self.personal, user_ids), axis=-1))
 
 
 class UPBE(tf.keras.layers.Layer):
@@ -109,6 +117,7 @@ class UPBE(tf.keras.layers.Layer):
     self.memory = personal_memory.PersonalizedMemory(
         user_buckets, config.memory_dim, levels=2, rate=config.rate,
         update_rule=config.update_rule, name="user_personalized_memory")
+    self.readout = config.upbe_readout
     self.generalize = _generalization(config.enhancement_dim, "upbe_generalization")
 
   def call(self, user_memory, user_ids, v_user, v_item, positive=None, training=None):
@@ -120,6 +129,8 @@ class UPBE(tf.keras.layers.Layer):
       correlated = tf.einsum("bld,bd->bl", targets, v_user) > 0
       mask = tf.logical_and(correlated, tf.cast(positive, tf.bool)[:, None])
     stored = self.memory(user_ids, targets=targets, update_mask=mask, training=training)
+    if self.readout == "unit":
+      stored = tf.math.l2_normalize(stored, axis=-1)  # zeros stay zeros
     return self.generalize(tf.reshape(stored, [-1, stored.shape[1] * stored.shape[2]]))
 
 
@@ -211,8 +222,7 @@ class ItemEnhancement(tf.keras.layers.Layer):
 
   def __init__(self, config: config_lib.DUIAConfig, item_buckets: int, **kwargs):
     super().__init__(**kwargs)
-    self.personal = tf.keras.layers.Embedding(item_buckets, config.personal_dim,
-                                              name="item_personal_vector")
+    self.personal = _personal_vector(item_buckets, config.personal_dim, "item_personal_vector")
     self.memory = personal_memory.PersonalizedMemory(
         item_buckets, config.memory_dim, levels=2, rate=config.rate,
         update_rule=config.update_rule, name="item_personalized_memory")
@@ -228,5 +238,5 @@ class ItemEnhancement(tf.keras.layers.Layer):
       mask = tf.logical_and(correlated, tf.cast(positive, tf.bool)[:, None])
     stored = self.memory(item_ids, targets=targets, update_mask=mask, training=training)
     return self.generalize(tf.concat(
-        [weighted_centers(v_item, item_centers), self.personal(item_ids),
-         tf.reshape(stored, [-1, stored.shape[1] * stored.shape[2]])], axis=-1))
+        [weighted_centers(v_item, item_centers)] + _lookup(self.personal, item_ids)
+        + [tf.reshape(stored, [-1, stored.shape[1] * stored.shape[2]])], axis=-1))

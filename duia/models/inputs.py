@@ -71,8 +71,9 @@ class FeatureEmbedding(tf.keras.layers.Layer):
 
   Returns:
     Dict of [B, *] tensors: "user" (profile), "item" (target item), "behaviour"
-    (pooled and target-attended history, negatives), "dense" (scaled counts),
-    and "item_core" (the target's id/cat1/cat2 embeddings, see `item_core`).
+    (pooled and target-attended history, negatives), "user_behaviour" (the
+    same without the target-attended history), "dense" (scaled counts), and
+    "item_core" (the target's id/cat1/cat2 embeddings, see `item_core`).
   """
 
   def __init__(self, table_sizes: Dict[str, int], embedding_dim: int, **kwargs):
@@ -107,22 +108,24 @@ class FeatureEmbedding(tf.keras.layers.Layer):
     item.append(masked_mean(self._lookup(inputs, features.TAGS, SEQUENCE_TABLES),
                             inputs[xf(features.TAGS)]))
     target_item = item[0]
-    behaviour = []
+    pooled = []
     for key in BEHAVIOUR_SEQUENCES:
       embedded = self._lookup(inputs, key, SEQUENCE_TABLES)
-      behaviour.append(masked_mean(embedded, inputs[xf(key)]))
+      pooled.append(masked_mean(embedded, inputs[xf(key)]))
     history_items = self._lookup(inputs, features.HIST_ITEM_IDS, SEQUENCE_TABLES)
-    behaviour.append(target_attention(history_items, inputs[xf(features.HIST_ITEM_IDS)],
-                                      target_item))
-    behaviour.append(masked_mean(self._lookup(inputs, features.NEG_ITEM_IDS, SEQUENCE_TABLES),
-                                 inputs[xf(features.NEG_ITEM_IDS)]))
+    attended = target_attention(history_items, inputs[xf(features.HIST_ITEM_IDS)], target_item)
+    negatives = masked_mean(self._lookup(inputs, features.NEG_ITEM_IDS, SEQUENCE_TABLES),
+                            inputs[xf(features.NEG_ITEM_IDS)])
     dense = [tf.reshape(tf.cast(inputs[xf(k)], tf.float32), [-1, 1]) for k in DENSE]
     return {
         "item_core": self.item_core(inputs[xf(features.ITEM_ID)], inputs[xf(features.CAT1)],
                                     inputs[xf(features.CAT2)]),
         "user": tf.concat(user, axis=-1),
         "item": tf.concat(item, axis=-1),
-        "behaviour": tf.concat(behaviour, axis=-1),
+        "behaviour": tf.concat(pooled + [attended, negatives], axis=-1),
+        # The behaviour without the target-attended history: what the user did,
+        # whatever the candidate (the same vector for every candidate of a user).
+        "user_behaviour": tf.concat(pooled + [negatives], axis=-1),
         "dense": tf.concat(dense, axis=-1),
     }
 

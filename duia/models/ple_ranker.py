@@ -103,12 +103,15 @@ class PLERanker(tfrs.models.Model):
               labels: Optional[Dict[str, tf.Tensor]] = None):
     """(task -> prediction [B, 1], side outputs); labels drive memory updates."""
     x, side = self.encode(inputs, training=training, labels=labels)
+    return self.head(x, training=training), side
+
+  def head(self, x: tf.Tensor, training=None) -> Dict[str, tf.Tensor]:
+    """The CGC levels and task towers on the input vector x: task -> [B, 1]."""
     level_inputs = [x] * (len(self.tasks_list) + 1)
     for level in self.levels:
       level_inputs = level(level_inputs, training=training)
-    predictions = {task: self.towers[task](level_inputs[k], training=training)
-                   for k, task in enumerate(self.tasks_list)}
-    return predictions, side
+    return {task: self.towers[task](level_inputs[k], training=training)
+            for k, task in enumerate(self.tasks_list)}
 
   def call(self, inputs: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
     return self.forward(inputs, training=training)[0]

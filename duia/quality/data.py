@@ -56,6 +56,24 @@ def name_of(data: str) -> str:
   return data
 
 
+def sparsified(dataset: Dataset, keep: Optional[int], share: float, out_dir: str) -> Dataset:
+  """`dataset` with its mapping's `sparsify` set (MappingConfig.with_sparsify).
+
+  The derived mapping is written to `<out_dir>/mapping/<name>.json`, which the
+  pipeline then reads; with `keep` None the dataset is returned unchanged.
+  """
+  if keep is None:
+    return dataset
+  from duia.ingest import mapping as mapping_lib  # pylint: disable=g-import-not-at-top
+  mapping = mapping_lib.load_mapping(dataset.mapping_path).with_sparsify(keep, share=share)
+  path = os.path.join(out_dir, "mapping", f"{mapping.name}.json")
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  text = json.dumps(json.loads(mapping.to_json()), indent=1, sort_keys=True)
+  with open(path, "w") as f:
+    f.write(text)
+  return dataclasses.replace(dataset, name=mapping.name, mapping_path=path)
+
+
 def resolve(data: str, data_root: Optional[str], rows: int, out_dir: str) -> Dataset:
   """Finds the mapping and the data root of `data`.
 

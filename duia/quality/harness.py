@@ -11,6 +11,8 @@
    sweep) on the raw eval split, that seed's PLE as the baseline: values,
    diffs vs PLE and 95% intervals for every metric and slice of the
    pipeline's EvalConfig (`tfma_eval`).
+   With `activity_deciles`, TFMA also slices by decile of the history length
+   at the exposure (`activity_deciles`), for the AUC-by-activity plot.
 5. `quality.json`, `quality.md` (`tables`) and the PNG plots (`plots`) go to
    the output folder.
 """
@@ -26,6 +28,7 @@ from duia.models import config as model_config
 from duia.pipeline import configs
 from duia.pipeline import local_runner
 from duia.pipeline import runtime_config
+from duia.quality import activity_deciles
 from duia.quality import data as data_lib
 from duia.quality import plots
 from duia.quality import tables
@@ -33,7 +36,8 @@ from duia.quality import tfma_eval
 from duia.quality import training
 from duia.quality import uplift
 from duia.quality.spec import (  # noqa: F401  (re-exported: harness.QualitySpec, ...)
-    AUC_PLOT, CI_METHODS, METRIC, OVERALL, REPORT_MD, RESULTS_JSON, SLICES, SWEEP_PLOT,
+    AUC_PLOT, CI_METHODS, DECILE_PLOT, METRIC, OVERALL, REPORT_MD, RESULTS_JSON, SLICES,
+    SWEEP_PLOT,
     SWEEPS, TASK, TFMA_SLICES, QualitySpec, Sweep)
 
 
@@ -47,8 +51,10 @@ class _Runs:
   """Trained models by name, reused when a later request has the same config."""
 
   def __init__(self, out_dir: str, data: training.TransformedData, say: Callable[[str], None],
-               from_disk: bool = False, resume: bool = False):
+               from_disk: bool = False, resume: bool = False,
+               slices: Sequence[Any] = TFMA_SLICES):
     self.out_dir = out_dir
+    self.slices = tuple(slices)
     self.data = data
     self.say = say
     # Rebuild the results from the models and TFMA outputs already on disk.
@@ -96,7 +102,7 @@ class _Runs:
     output = os.path.join(self.out_dir, "tfma", tfma_run)
     models = {n: self.runs[n]["model_dir"] for n in names}
     args = (models, baseline if len(models) > 1 else None, spec.eval_tasks,
-            self.data.raw_eval_pattern(), output, spec.ci_method, TFMA_SLICES,
+            self.data.raw_eval_pattern(), output, spec.ci_method, self.slices,
             spec.auc_thresholds)
     seconds = 0.0
     if self.from_disk:
@@ -143,9 +149,12 @@ def _config(base: model_config.TrainingConfig, variant: str, seed: int, steps: i
 
 def resolve_dataset(spec: QualitySpec) -> Tuple[data_lib.Dataset, str]:
   """(dataset, absolute output folder) of `spec`; raises as `data.resolve` does."""
-  out_dir = os.path.abspath(spec.out_dir or os.path.join(
-      "runs", "quality", data_lib.name_of(spec.data)))
-  return data_lib.resolve(spec.data, spec.data_root, spec.rows, out_dir), out_dir
+  name = data_lib.name_of(spec.data)
+  if spec.sparsify is not None:
+    name += f"-sparse{spec.sparsify}"
+  out_dir = os.path.abspath(spec.out_dir or os.path.join("runs", "quality", name))
+  dataset = data_lib.resolve(spec.data, spec.data_root, spec.rows, out_dir)
+  return data_lib.sparsified(dataset, spec.sparsify, spec.sparsify_share, out_dir), out_dir
 
 
 def check(spec: QualitySpec, from_disk: bool = False, resume: bool = False) -> None:
@@ -207,7 +216,15 @@ def run(spec: QualitySpec, say: Callable[[str], None] = print,
   steps = _steps(spec, base, train_rows)
   timing["prepare_s"] = round(time.time() - started, 1)
 
-  runs = _Runs(out_dir, data, say, from_disk, resume)
+  slices = TFMA_SLICES
+  deciles = None
+  if spec.activity_deciles:
+    ranges = activity_deciles.bins(activity_deciles.history_lengths(data.raw_eval_pattern()))
+    deciles = {"ranges": ranges, "slices": activity_deciles.slice_names(ranges),
+               "sql": activity_deciles.slice_sql(ranges),
+               "measure": "valid history length at the exposure"}
+    slices = TFMA_SLICES + (deciles["sql"],)
+  runs = _Runs(out_dir, data, say, from_disk, resume, slices)
   for seed in range(spec.seeds):
     for variant in spec.main_variants():
       runs.train(run_name(variant, seed), _config(base, variant, seed, steps), table=True)
@@ -240,21 +257,24 @@ def run(spec: QualitySpec, say: Callable[[str], None] = print,
         runs.runs[n]["train_s"] + runs.runs[n]["export_s"] for n in runs.trained_now), 1)
     timing["total_s"] = round(time.time() - started, 1)
 
-  results = assemble(spec, dataset, base, steps, train_rows, runs.runs, sweep_points, timing)
+  results = assemble(spec, dataset, base, steps, train_rows, runs.runs, sweep_points, timing,
+                     deciles)
   results["out_dir"] = out_dir
   results["eval_data"] = data.raw_eval_pattern()  # the raw examples TFMA read
   write_outputs(results, out_dir)
   say(f"wrote {os.path.join(out_dir, RESULTS_JSON)}, {REPORT_MD}, {AUC_PLOT}"
-      + (f", {SWEEP_PLOT}" if results["sweeps"] else ""))
+      + (f", {SWEEP_PLOT}" if results["sweeps"] else "")
+      + (f", {DECILE_PLOT}" if results["deciles"] else ""))
   return results
 
 
 def assemble(spec: QualitySpec, dataset: data_lib.Dataset, base: model_config.TrainingConfig,
              steps: int, train_rows: int, runs: Mapping[str, Dict[str, Any]],
              sweep_points: Sequence[Tuple[str, int, str]],
-             timing: Mapping[str, float]) -> Dict[str, Any]:
+             timing: Mapping[str, float],
+             deciles: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
   """The results document: setup, every run, the summaries of the tables."""
-  slice_names = [s for _, s in SLICES]
+  slice_names = [s for _, s in SLICES] + list((deciles or {}).get("slices", []))
   baselines = {r["seed"]: r for r in runs.values() if r["variant"] == "ple"}
   variants = {}
   for variant in spec.main_variants():
@@ -295,6 +315,7 @@ def assemble(spec: QualitySpec, dataset: data_lib.Dataset, base: model_config.Tr
       "runs": dict(runs),
       "variants": variants,
       "sweeps": sweeps,
+      "deciles": dict(deciles) if deciles else None,
       "timing": dict(timing),
   }
 
@@ -312,3 +333,5 @@ def write_outputs(results: Mapping[str, Any], out_dir: str) -> None:
   plots.auc_by_slice(results, os.path.join(out_dir, AUC_PLOT))
   if results["sweeps"]:
     plots.n1_sweep(results, os.path.join(out_dir, SWEEP_PLOT))
+  if results.get("deciles"):
+    plots.auc_by_decile(results, os.path.join(out_dir, DECILE_PLOT))

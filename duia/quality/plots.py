@@ -4,6 +4,8 @@
   error bars from TFMA's 95% intervals (bounds averaged over seeds).
 - `n1_sweep`: level-1 hit rate vs N1 (DUIA Table 9) and AUC on low- and
   high-active users vs N1 (Table 7), PLE of the same seed as reference lines.
+- `auc_by_decile`: AUC by user-activity decile per variant (left) and each
+  variant's paired difference to PLE with its 95% interval (right).
 """
 
 from typing import Any, Mapping
@@ -77,6 +79,48 @@ def n1_sweep(results: Mapping[str, Any], path: str) -> None:
   auc_ax.set_title("DUIA Table 7: AUC vs N1")
   hit_ax.legend(fontsize="small")
   auc_ax.legend(fontsize="small")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def auc_by_decile(results: Mapping[str, Any], path: str) -> None:
+  """Writes AUC, and AUC - PLE with intervals, by user-activity decile to `path`."""
+  names = results["deciles"]["slices"]
+  labels = [n.split("=", 1)[1] for n in names]
+  xs = list(range(len(names)))
+  fig, (auc_ax, diff_ax) = plt.subplots(1, 2, figsize=(13, 4.4))
+  variants = results["variants"]
+  width = 0.8 / max(len(variants) - 1, 1)
+  for i, (variant, summary) in enumerate(variants.items()):
+    auc_ax.plot(xs, [(summary.get(n) or {}).get("mean", float("nan")) for n in names],
+                "o-", label=variant)
+    if variant == "ple":
+      continue
+    offset = -0.4 + width * (i - 0.5)
+    ys, low, high, at = [], [], [], []
+    for x, name in zip(xs, names):
+      up = (summary.get(name) or {}).get("uplift")
+      if not up:
+        continue
+      interval = up["interval"]
+      at.append(x + offset)
+      ys.append(up["mean"])
+      low.append(max(up["mean"] - interval["lower"], 0) if interval["lower"] is not None else 0)
+      high.append(max(interval["upper"] - up["mean"], 0) if interval["upper"] is not None else 0)
+    diff_ax.errorbar(at, ys, yerr=[low, high], fmt="o", capsize=3, label=variant,
+                     color=auc_ax.lines[-1].get_color())
+  diff_ax.axhline(0.0, color="grey", linewidth=1)
+  for ax in (auc_ax, diff_ax):
+    ax.set_xticks(xs)
+    ax.set_xticklabels(labels, rotation=30, fontsize="small")
+    ax.set_xlabel("user-activity decile (history length at the exposure)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
+  auc_ax.set_ylabel(results["metric"])
+  auc_ax.set_title(f"{results['dataset']['name']}: AUC by activity decile")
+  diff_ax.set_ylabel("variant - PLE (paired, mean over seeds)")
+  diff_ax.set_title(f"TFMA 95% CI ({results['ci']['method']}), bounds averaged over seeds")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

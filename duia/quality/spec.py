@@ -12,6 +12,7 @@ RESULTS_JSON = "quality.json"
 REPORT_MD = "quality.md"
 AUC_PLOT = "auc_by_slice.png"
 SWEEP_PLOT = "n1_sweep.png"
+DECILE_PLOT = "auc_by_activity_decile.png"
 TASK = features.TASK_VALID
 METRIC = f"{TASK}/auc"
 OVERALL = "overall"
@@ -79,6 +80,13 @@ class QualitySpec:
       doubles TFMA's time.
     auc_thresholds: `num_thresholds` of TFMA's AUC (TFMA's default 10,000;
       smaller is faster and coarser, for tests).
+    sparsify: keep only the first k (1-10) training interactions of a seeded
+      `sparsify_share` of the users (the mapping's `sparsify`), their eval
+      rows unchanged: long-tailed data from a dense log; None: as logged.
+    sparsify_share: the share of users sparsified.
+    activity_deciles: also slice by decile of user activity (history length
+      at the exposure; `activity_deciles`), for the AUC-by-decile table and
+      plot; each slice adds to TFMA's time.
   """
   data: str = data_lib.GENERATED
   data_root: Optional[str] = None
@@ -96,6 +104,9 @@ class QualitySpec:
   ci_method: str = "jackknife"
   eval_tasks: Tuple[str, ...] = (TASK,)
   auc_thresholds: int = tfma_eval.AUC_THRESHOLDS
+  sparsify: Optional[int] = None
+  sparsify_share: float = 0.3
+  activity_deciles: bool = True
 
   def __post_init__(self):
     if self.seeds < 1:
@@ -120,6 +131,10 @@ class QualitySpec:
                        f"Received: {list(self.eval_tasks)}")
     if self.auc_thresholds < 2:
       raise ValueError(f"auc_thresholds must be >= 2. Received: {self.auc_thresholds}")
+    if self.sparsify is not None and not 1 <= self.sparsify <= 10:
+      raise ValueError(f"sparsify must be in [1, 10]. Received: {self.sparsify}")
+    if not 0 < self.sparsify_share <= 1:
+      raise ValueError(f"sparsify_share must be in (0, 1]. Received: {self.sparsify_share}")
     if self.ci_method not in CI_METHODS:
       raise ValueError(f"ci_method must be one of {CI_METHODS}. Received: {self.ci_method!r}")
 

@@ -94,6 +94,21 @@ def sweep_table(results: Mapping[str, Any]) -> List[str]:
                  "high - PLE [95% CI]", "level-1 hit rate"], rows)
 
 
+def decile_table(results: Mapping[str, Any]) -> List[str]:
+  """AUC minus PLE by user-activity decile: mean over seeds [pooled 95% interval]."""
+  deciles = results["deciles"]
+  header = ["variant"] + [name.split("=", 1)[1] for name in deciles["slices"]]
+  rows = [["ple (AUC)"] + [fmt_value((results["variants"]["ple"].get(s) or {}).get("mean"))
+                           for s in deciles["slices"]]]
+  for variant, summary in results["variants"].items():
+    if variant == "ple":
+      continue
+    ups = [(summary.get(s) or {}).get("uplift") for s in deciles["slices"]]
+    rows.append([variant] + [fmt_diff(up["mean"], None, up["interval"]["lower"],
+                                      up["interval"]["upper"]) if up else "-" for up in ups])
+  return _table(header, rows)
+
+
 def _fmt_point_diff(diff: Optional[Mapping[str, Any]]) -> str:
   if not diff:
     return "-"
@@ -144,6 +159,19 @@ def to_markdown(results: Mapping[str, Any]) -> str:
         "assigned to. " + "; ".join(
             f"{s['label']}: variant `{s['variant']}`, `duia.{s['key']}`, memory `{s['memory']}`"
             for s in results["sweeps"].values()) + ".",
+    ]
+  if results.get("deciles"):
+    rows_by_slice = results["slice_rows"]
+    lines += [
+        "",
+        "## By user-activity decile: AUC of PLE, and variant - PLE [95% CI]",
+        "",
+        *decile_table(results),
+        "",
+        "Deciles of the eval rows' history length at the exposure (valid consumptions "
+        "before it; columns are `d<k> <lo>-<hi>` lengths, equal deciles merged). Eval rows: "
+        + ", ".join(f"{name.split('=', 1)[1]} {rows_by_slice.get(name, 0):,}"
+                    for name in results["deciles"]["slices"]) + ".",
     ]
   timing = results.get("timing")
   if timing:

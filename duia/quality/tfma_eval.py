@@ -52,8 +52,9 @@ def make_eval_config(tasks: Sequence[str], model_names: Sequence[str],
     model_names: every model, the baseline included.
     baseline: the name of the baseline model, or None (no diffs).
     ci_method: a key of CI_METHODS.
-    slices: feature-key tuples to slice by (`()` is overall); None keeps the
-      pipeline's slices.
+    slices: feature-key tuples to slice by (`()` is overall), or strings of
+      TFMA `slice_keys_sql` (e.g. `activity_deciles.slice_sql`); None keeps
+      the pipeline's slices.
     auc_thresholds: `num_thresholds` of TFMA's AUC histogram.
 
   Returns:
@@ -75,7 +76,9 @@ def make_eval_config(tasks: Sequence[str], model_names: Sequence[str],
         metric.config = json.dumps({"num_thresholds": auc_thresholds})
   if slices is not None:
     del config.slicing_specs[:]
-    config.slicing_specs.extend(tfma.SlicingSpec(feature_keys=list(keys)) for keys in slices)
+    config.slicing_specs.extend(
+        tfma.SlicingSpec(slice_keys_sql=keys) if isinstance(keys, str)
+        else tfma.SlicingSpec(feature_keys=list(keys)) for keys in slices)
   template = config.model_specs[0]
   specs = []
   for name in model_names:
