@@ -2,7 +2,8 @@
 
 Names: `movielens` (MovieLens 100K), `movielens-sparse<k>` (the same with the
 first k training interactions kept for 30% of the users, the mapping's
-`sparsify`), `gen-<N>k` (N thousand generated exposures).
+`sparsify`), `gen-<N>k` (N thousand generated exposures) and `gen-zipf-<N>k`
+(the same with a Zipf activity tail, `activity_exponent` 1).
 
 `holdout="validation"` cuts a validation split out of the training data (the
 mapping's `split.holdout`): the eval rows are left out altogether and the
@@ -26,6 +27,7 @@ MOVIELENS = os.environ.get("DUIA_MOVIELENS_DIR", os.path.join(
 SPARSE_PREFIX = "movielens-sparse"
 # Cold-start studies' share of users made sparse.
 SPARSE_SHARE = 0.3
+ZIPF = 1.0
 
 
 def mapping_for(dataset: str, holdout: str) -> Tuple[mapping_lib.MappingConfig, str, str]:
@@ -56,10 +58,11 @@ def prepare(dataset: str, work: str, holdout: str = "validation"):
   mapping, data_root, preset = mapping_for(dataset, holdout)
   root = os.path.join(work, f"{dataset}-{holdout}")
   if data_root is None:  # generated: shared by both holdouts
-    rows = int(dataset.split("-")[1].rstrip("k")) * 1000
+    rows = int(dataset.split("-")[-1].rstrip("k")) * 1000
     data_root = os.path.join(work, dataset, "data")
     if not os.path.exists(os.path.join(data_root, "summary.json")):
-      generator.generate(data_root, generator.GeneratorConfig(num_exposures=rows, seed=0))
+      generator.generate(data_root, generator.GeneratorConfig(
+          num_exposures=rows, seed=0, activity_exponent=ZIPF if "zipf" in dataset else 0.0))
   os.makedirs(root, exist_ok=True)
   mapping_path = os.path.join(root, f"{mapping.name}.json")
   with open(mapping_path, "w") as f:

@@ -1,6 +1,7 @@
 """Tests of the synthetic exposure-log generator (DESIGN section 3 contract)."""
 
 import collections
+import dataclasses
 import gzip
 import json
 import math
@@ -215,6 +216,7 @@ def test_regenerating_removes_stale_shards(tmp_path):
     ("popularity_exponent", float("nan")),
     ("low_active_exposure_ratio", 0.0),
     ("mean_session_length", 0.5),
+    ("activity_exponent", -0.5),
 ])
 def test_config_rejects_bad_values(field, value):
   with pytest.raises(ValueError, match=re.escape(f"{field}={value!r}")):
@@ -226,3 +228,20 @@ def test_config_accepts_edge_values():
                                      interest_feed_fraction=1.0,
                                      num_items=128)
   assert config.num_items == 128
+
+
+def test_a_zipf_activity_tail_leaves_most_users_with_few_exposures():
+  """`activity_exponent` > 0: a long tail of users seen a few times, and the rest
+  of the world (items, interests, who is low-active) as without it."""
+  base = generator.GeneratorConfig(num_users=500, num_exposures=20000, seed=3)
+  zipf = dataclasses.replace(base, activity_exponent=1.0)
+  plain_world, zipf_world = generator.build_world(base), generator.build_world(zipf)
+  np.testing.assert_array_equal(plain_world.low_active, zipf_world.low_active)
+  np.testing.assert_array_equal(plain_world.interest_sub, zipf_world.interest_sub)
+  def sessions(world):
+    return np.diff(np.concatenate([[0.0], world.user_cdf]))
+  plain, tail = np.sort(sessions(plain_world)), np.sort(sessions(zipf_world))
+  # The busiest 1% of users open the app far more often under Zipf, the median less.
+  top = len(tail) // 100
+  assert tail[-top:].sum() > 3 * plain[-top:].sum()
+  assert np.median(tail) < np.median(plain) / 2

@@ -19,6 +19,7 @@ def cmd_bench_quality(args) -> None:
         overrides=common.parse_overrides(args.set or []), ci_method=args.ci_method,
         eval_tasks=args.eval_tasks, auc_thresholds=args.auc_thresholds,
         sparsify=args.sparsify, sparsify_share=args.sparsify_share,
+        activity_exponent=args.activity_exponent,
         activity_deciles=not args.no_activity_deciles)
     harness.check(spec, args.from_disk, args.resume)
   except (data_lib.DataNotFoundError, ValueError) as e:
@@ -78,6 +79,9 @@ def add_parsers(sub) -> None:
                       "log, as cold-start studies do); default: the data as logged")
   p.add_argument("--sparsify-share", type=float, default=0.3,
                  help="share of users --sparsify cuts (default 0.3)")
+  p.add_argument("--activity-exponent", type=float, default=0.0,
+                 help="generated data: Zipf exponent of the users' activity (a long tail of "
+                      "users seen a few times); default 0, log-normal")
   p.add_argument("--no-activity-deciles", action="store_true",
                  help="leave out the TFMA slices by user-activity decile (history length at "
                       "the exposure) and their table and plot; TFMA is then faster")

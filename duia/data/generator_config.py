@@ -42,6 +42,10 @@ class GeneratorConfig:
     chunk_size: Exposures simulated at once (bounds memory). Unlike
       `shard_size` it changes the rows.
     valid_watch_s: Watch time that counts as a valid consumption (summary).
+    activity_exponent: 0 draws how often users open the app log-normally;
+      above 0, Zipf over a random ranking of the users (rank r opens it in
+      proportion to r ** -activity_exponent), a long activity tail with many
+      users seen only a few times. The low/high-active split applies on top.
   """
 
   num_users: int = 2000
@@ -61,6 +65,7 @@ class GeneratorConfig:
   mean_session_length: float = 5.0
   chunk_size: int = 50_000
   valid_watch_s: float = 10.0
+  activity_exponent: float = 0.0
 
   def __post_init__(self):
     int_minimums = {
@@ -79,7 +84,8 @@ class GeneratorConfig:
         "popularity_exponent": (0.0, math.inf, True),
         "interest_popularity_exponent": (0.0, math.inf, True),
         "mean_session_length": (1.0, math.inf, True),
-        "valid_watch_s": (0.0, math.inf, False)}
+        "valid_watch_s": (0.0, math.inf, False),
+        "activity_exponent": (0.0, math.inf, True)}
     for name, (low, high, low_closed) in number_ranges.items():
       value = getattr(self, name)
       ok = (isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -33,6 +33,7 @@ from duia.data.generator_config import GeneratorConfig
 # exposure chunk k from [seed, CHUNK_STREAM, k], so the number of chunks never
 # changes the world.
 WORLD_STREAM, CHUNK_STREAM = 0, 1
+ACTIVITY_STREAM = 2  # the Zipf ranking of users (`activity_exponent`)
 
 _AGE_BUCKETS = ("<18", "18-24", "25-34", "35-44", "45-54", "55+")
 _AGE_P = (0.08, 0.27, 0.3, 0.18, 0.1, 0.07)
@@ -292,8 +293,12 @@ def build_world(config: GeneratorConfig) -> World:
   # see `low_active_exposure_ratio` of a high-active user's exposures.
   high_length = config.mean_session_length
   low_length = max(1.0, _LOW_SESSION_LENGTH * high_length)
-  rate = rng.lognormal(0.0, _RATE_SIGMA, users) * np.where(
-      low, config.low_active_exposure_ratio * high_length / low_length, 1.0)
+  rate = rng.lognormal(0.0, _RATE_SIGMA, users)
+  if config.activity_exponent > 0:
+    # Its own stream, so every other draw of the world stays what it was.
+    ranks = np.random.default_rng([config.seed, ACTIVITY_STREAM]).permutation(users)
+    rate = (ranks + 1.0) ** -config.activity_exponent
+  rate = rate * np.where(low, config.low_active_exposure_ratio * high_length / low_length, 1.0)
   attributes = (np.array(_AGE_BUCKETS)[age], np.array(_GENDERS)[gender],
                 np.char.add("c", np.char.zfill(city.astype(str), 2)),
                 np.array(_DEVICES)[device])

@@ -118,18 +118,20 @@ def resolve(data: str, data_root: Optional[str], rows: int, out_dir: str) -> Dat
 
 
 def ensure_generated(dataset: Dataset, **generator_args) -> None:
-  """Writes the generated logs unless `data_root` already holds the same number of rows.
+  """Writes the generated logs unless `data_root` already holds the same config's.
 
   Args:
     dataset: a resolved dataset; a no-op unless it is generated.
-    **generator_args: other `GeneratorConfig` fields (sizes for tests).
+    **generator_args: other `GeneratorConfig` fields (sizes for tests, the
+      activity tail).
   """
   if dataset.generate_rows is None:
     return
+  config = generator.GeneratorConfig(
+      num_exposures=dataset.generate_rows, **dict({"seed": 0}, **generator_args))
   summary = os.path.join(dataset.data_root, "summary.json")
   if os.path.exists(summary):
     with open(summary) as f:
-      if json.load(f).get("num_exposures") == dataset.generate_rows:
+      if json.load(f).get("config") == json.loads(json.dumps(dataclasses.asdict(config))):
         return
-  generator.generate(dataset.data_root, generator.GeneratorConfig(
-      num_exposures=dataset.generate_rows, **dict({"seed": 0}, **generator_args)))
+  generator.generate(dataset.data_root, config)

@@ -150,6 +150,8 @@ def _config(base: model_config.TrainingConfig, variant: str, seed: int, steps: i
 def resolve_dataset(spec: QualitySpec) -> Tuple[data_lib.Dataset, str]:
   """(dataset, absolute output folder) of `spec`; raises as `data.resolve` does."""
   name = data_lib.name_of(spec.data)
+  if spec.activity_exponent:
+    name += f"-zipf{spec.activity_exponent:g}"
   if spec.sparsify is not None:
     name += f"-sparse{spec.sparsify}"
   out_dir = os.path.abspath(spec.out_dir or os.path.join("runs", "quality", name))
@@ -203,7 +205,10 @@ def run(spec: QualitySpec, say: Callable[[str], None] = print,
   check(spec, from_disk, resume)
   dataset, out_dir = resolve_dataset(spec)
   os.makedirs(out_dir, exist_ok=True)
-  data_lib.ensure_generated(dataset, **dict(generator_args or {}))
+  generator_args = dict(generator_args or {})
+  if spec.activity_exponent:
+    generator_args["activity_exponent"] = spec.activity_exponent
+  data_lib.ensure_generated(dataset, **generator_args)
   base = _training_config(spec, dataset)
   pipeline = configs.PipelineConfig(
       root=os.path.join(out_dir, "pipeline"), data_root=dataset.data_root,

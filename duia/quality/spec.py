@@ -84,6 +84,8 @@ class QualitySpec:
       `sparsify_share` of the users (the mapping's `sparsify`), their eval
       rows unchanged: long-tailed data from a dense log; None: as logged.
     sparsify_share: the share of users sparsified.
+    activity_exponent: generated data only: 0 (log-normal activity) or the
+      Zipf exponent of a long activity tail (`GeneratorConfig.activity_exponent`).
     activity_deciles: also slice by decile of user activity (history length
       at the exposure; `activity_deciles`), for the AUC-by-decile table and
       plot; each slice adds to TFMA's time.
@@ -106,6 +108,7 @@ class QualitySpec:
   auc_thresholds: int = tfma_eval.AUC_THRESHOLDS
   sparsify: Optional[int] = None
   sparsify_share: float = 0.3
+  activity_exponent: float = 0.0
   activity_deciles: bool = True
 
   def __post_init__(self):
@@ -135,6 +138,8 @@ class QualitySpec:
       raise ValueError(f"sparsify must be in [1, 10]. Received: {self.sparsify}")
     if not 0 < self.sparsify_share <= 1:
       raise ValueError(f"sparsify_share must be in (0, 1]. Received: {self.sparsify_share}")
+    if self.activity_exponent < 0:
+      raise ValueError(f"activity_exponent must be >= 0. Received: {self.activity_exponent}")
     if self.ci_method not in CI_METHODS:
       raise ValueError(f"ci_method must be one of {CI_METHODS}. Received: {self.ci_method!r}")
 
