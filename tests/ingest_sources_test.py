@@ -17,26 +17,9 @@ from duia.models import config as model_config
 from duia.models import features
 from duia.pipeline import configs
 from duia.pipeline import runtime_config
+from tests import ingested_examples
 
 Y2000, Y2001, Y2002 = 946684800, 978307200, 1009843200  # Jan 1st, 00:00 UTC
-
-
-def _read_examples(out_dir):
-  """{split: [example dict]} of an ingestion's output, values as Python lists."""
-  by_split = {}
-  for split in beam_ingest.SPLITS:
-    files = glob.glob(os.path.join(out_dir, "examples", f"Split-{split}", "*.gz"))
-    rows = []
-    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-      example = tf.train.Example.FromString(record.numpy())
-      row = {}
-      for key, feature in example.features.feature.items():
-        kind = feature.WhichOneof("kind")
-        values = list(getattr(feature, kind).value)
-        row[key] = [v.decode() for v in values] if kind == "bytes_list" else values
-      rows.append(row)
-    by_split[split] = rows
-  return by_split
 
 
 def _key(row):
@@ -77,7 +60,7 @@ def movielens_1m(tmp_path_factory):
   _write_ratings(str(data / "ratings.dat"), ML1M_RATINGS)
   out = str(tmp_path_factory.mktemp("out"))
   summary = beam_ingest.run_ingestion(_packaged("movielens-1m"), str(data), out)
-  return summary, _read_examples(out)
+  return summary, ingested_examples.read_examples(out)
 
 
 def test_movielens_1m_counts_and_quarantine(movielens_1m):
@@ -146,7 +129,7 @@ def amazon(tmp_path_factory):
     f.writelines(json.dumps(r) + "\n" for r in AMAZON_PLAIN)
   out = str(tmp_path_factory.mktemp("out"))
   summary = beam_ingest.run_ingestion(_packaged("amazon-reviews"), str(data), out)
-  return summary, _read_examples(out), out
+  return summary, ingested_examples.read_examples(out), out
 
 
 def test_amazon_reads_gzipped_and_plain_files_and_splits_per_user(amazon):
@@ -228,7 +211,7 @@ def _ingest_ratings(tmp_path_factory, mapping):
   _write_ratings(str(data / "ratings.dat"), _sparse_ratings())
   out = str(tmp_path_factory.mktemp("out"))
   summary = beam_ingest.run_ingestion(mapping, str(data), out)
-  return summary, _read_examples(out)
+  return summary, ingested_examples.read_examples(out)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from duia.ingest import mapping as mapping_lib
 from duia.models import features
 from duia.pipeline import configs
 from duia.validation import policy
+from tests import ingested_examples
 
 DAY = 86400
 
@@ -58,25 +59,6 @@ BAD_EXPOSURES = [
 ]
 
 
-def _read_examples(out_dir):
-  by_split = {}
-  for split in beam_ingest.SPLITS:
-    files = glob.glob(os.path.join(out_dir, "examples", f"Split-{split}", "*.gz"))
-    rows = []
-    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-      example = tf.train.Example.FromString(record.numpy())
-      row = {}
-      for key, feature in example.features.feature.items():
-        kind = feature.WhichOneof("kind")
-        values = list(getattr(feature, kind).value)
-        if kind == "bytes_list":
-          values = [v.decode() for v in values]
-        row[key] = values
-      rows.append(row)
-    by_split[split] = rows
-  return by_split
-
-
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory):
   root = tmp_path_factory.mktemp("logs")
@@ -94,7 +76,7 @@ def ingested(tmp_path_factory):
   mapping = mapping_lib.MappingConfig.from_dict(raw)
   out = tmp_path_factory.mktemp("out")
   summary = beam_ingest.run_ingestion(mapping, str(root), str(out))
-  return summary, _read_examples(str(out)), str(out)
+  return summary, ingested_examples.read_examples(str(out)), str(out)
 
 
 def _by_key(examples):
@@ -266,7 +248,7 @@ def test_movielens_format_ingests_by_config(tmp_path, with_header):
   mapping = mapping_lib.load_mapping(configs.packaged_mapping("movielens-100k"))
   summary = beam_ingest.run_ingestion(mapping, data, str(tmp_path / "out"))
   assert summary["quarantined"] == {"exposures/invalid_value:rating": 1}
-  rows = _by_key(_read_examples(str(tmp_path / "out")))
+  rows = _by_key(ingested_examples.read_examples(str(tmp_path / "out")))
   assert len(rows) == 3
   five_star = rows[("1", 1000, "1")]
   assert five_star[features.LABEL_VALID] == [1] and five_star[features.LABEL_LIKE] == [1]
