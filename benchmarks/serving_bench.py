@@ -1,9 +1,12 @@
 """Serving latency and throughput: 1 user x N candidates over gRPC (serving issue).
 
-Builds one `rank` request per sampled eval user (1 user, `--candidates`
-candidates, from real eval examples), then measures:
-  - bare: the same SavedModel's `rank` signature called in this process on the
-    same tensors (no server, no serialization);
+Builds one `rank` request per sampled eval user (1 user, N candidates, from
+real eval examples; N from `--candidates`, default 100 and 1,000), then
+measures, for the pushed model's weights saved with this code's `rank` graph
+and with the old per-candidate one (`rank_graphs`; --no_compare times the
+pushed model as it is):
+  - bare: the SavedModel's `rank` signature called in this process on the
+    same tensors, the way the server calls it (no serialization, no gRPC);
   - backend: the server's request path in this process, without gRPC
     (`ServingBackend.predict`: TensorProto decoding and checks, the call,
     the response protos), which splits the overhead into request handling and
@@ -11,7 +14,8 @@ candidates, from real eval examples), then measures:
   - sequential: one client, one request at a time, against the server;
   - concurrent: 1, 2, 4, 8 client threads (one channel each) sending at once.
 Reports p50/p99 latency, candidates per second, and the server's overhead over
-the bare call (server p50 - bare p50). The server runs in a subprocess
+the bare call (server p50 - bare p50), and the old graph's figures over the
+current one's, measured in the same run. The server runs in a subprocess
 (`python -m duia.serving.server`), as in production, so client and server do
 not share a Python interpreter; on a 2-core machine they do share the cores.
 Prints a table and saves benchmarks/results/serving.json.
@@ -25,9 +29,11 @@ import argparse
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Dict, List
@@ -38,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from benchmarks import rank_graphs
 from duia import demo_requests
 from duia.models import features
 from duia.pipeline import report
@@ -63,7 +70,11 @@ def build_requests(root: str, num_users: int, num_candidates: int, model_name: s
     raise SystemExit(f"No Examples artifact under {root}; run the pipeline first "
                      "(e.g. duia demo --variant duia --root runs/demo-duia).")
   examples = demo_requests.read_examples(os.path.join(uri, "Split-eval"))
-  sampled = demo_requests.sample_requests(examples, num_users, num_candidates)
+  # Candidates beyond the eval split's items (1,000 need more than a small
+  # run's eval items) come from the training split too.
+  pool = examples + demo_requests.read_examples(os.path.join(uri, "Split-train"))
+  sampled = demo_requests.sample_requests(examples, num_users, num_candidates,
+                                          pool_examples=pool)
   requests = [client_lib.build_rank_request(r.user, r.candidates, r.ts, model_name=model_name)
               for r in sampled if len(r.candidates) == num_candidates]
   if not requests:
@@ -73,8 +84,10 @@ def build_requests(root: str, num_users: int, num_candidates: int, model_name: s
 
 def time_bare(model_base_path: str, requests, repeats: int) -> Dict[str, float]:
   """In-process calls of the `rank` signature on the requests' tensors."""
-  _, path = model_loader.latest_version(model_base_path)
-  function = tf.saved_model.load(path).signatures[features.SERVING_RAW_SIGNATURE]
+  # The signature as the server calls it (model_loader's flat call).
+  version, _ = model_loader.latest_version(model_base_path)
+  loaded = model_loader.load_version(model_base_path, version, "bench")
+  function = loaded.signatures[features.SERVING_RAW_SIGNATURE].function
   inputs = [{k: tf.constant(tf.make_ndarray(v)) for k, v in r.inputs.items()} for r in requests]
   for x in inputs[:5]:
     function(**x)  # warm-up
@@ -164,26 +177,11 @@ def time_clients(target: str, requests, num_clients: int, per_client: int):
   return result
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--model_base_path", required=True)
-  parser.add_argument("--root", required=True, help="pipeline run folder (eval examples)")
-  parser.add_argument("--model_name", default="duia")
-  parser.add_argument("--candidates", type=int, default=100)
-  parser.add_argument("--users", type=int, default=50)
-  parser.add_argument("--requests", type=int, default=400, help="per measurement")
-  parser.add_argument("--clients", default="1,2,4,8")
-  parser.add_argument("--server_flags", default="", help="extra server flags, space-separated")
-  args = parser.parse_args()
-
-  requests = build_requests(args.root, args.users, args.candidates, args.model_name)
-  bare = time_bare(args.model_base_path, requests, args.requests)
-  print(f"bare in-process call: p50 {bare['p50_ms']:.2f} ms, p99 {bare['p99_ms']:.2f} ms",
-        flush=True)
-  in_process = time_backend(args.model_base_path, args.model_name, requests, args.requests)
-  process, target = start_server_process(args.model_base_path, args.model_name,
-                                         args.server_flags.split())
+def measure(model_base_path: str, model_name: str, requests, args) -> Dict:
+  """Every measurement of one model and one candidate count."""
+  bare = time_bare(model_base_path, requests, args.requests)
+  in_process = time_backend(model_base_path, model_name, requests, args.requests)
+  process, target = start_server_process(model_base_path, model_name, args.server_flags.split())
   try:
     sequential = time_clients(target, requests, 1, args.requests)
     concurrent = [time_clients(target, requests, c, max(50, args.requests // c))
@@ -191,23 +189,91 @@ def main() -> None:
   finally:
     process.terminate()
     process.wait(30)
-  overhead = round(sequential["p50_ms"] - bare["p50_ms"], 3)
-  print(f"\n1 user x {args.candidates} candidates, {len(requests)} distinct requests, "
-        f"{os.cpu_count()} CPUs; server overhead (p50 - bare p50): {overhead:.2f} ms")
-  print(f"{'case':<14} {'p50 ms':>8} {'p99 ms':>8} {'cand/s':>9} {'failed':>7}")
-  print(f"{'bare':<14} {bare['p50_ms']:>8.2f} {bare['p99_ms']:>8.2f} {'':>9} {'':>7}")
-  print(f"{'backend':<14} {in_process['p50_ms']:>8.2f} {in_process['p99_ms']:>8.2f} "
-        f"{'':>9} {'':>7}")
-  for name, r in [("sequential", sequential)] + [(f"{r['clients']} clients", r)
-                                                 for r in concurrent]:
-    print(f"{name:<14} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['candidates_per_s']:>9,} "
-          f"{r['failed']:>7}")
+  return {"bare": bare, "backend_in_process": in_process, "sequential": sequential,
+          "concurrent": concurrent,
+          "overhead_p50_ms": round(sequential["p50_ms"] - bare["p50_ms"], 3)}
+
+
+def _history_lengths(requests) -> float:
+  ids = [tf.make_ndarray(r.inputs[features.HIST_ITEM_IDS]) for r in requests]
+  return float(np.mean([(i != b"").sum() for i in ids]))
+
+
+def print_table(results: List[Dict]) -> None:
+  clients = [c["clients"] for c in results[0]["measured"]["concurrent"]]
+  header = (f"{'graph':<10} {'cands':>5} {'bare p50':>9} {'bare p99':>9} {'backend':>8} "
+            f"{'seq p50':>8} {'seq p99':>8} {'overhead':>9} "
+            + " ".join(f"{f'{c} cl cand/s':>13}" for c in clients))
+  print(header)
+  for r in results:
+    m = r["measured"]
+    print(f"{r['graph']:<10} {r['candidates']:>5} {m['bare']['p50_ms']:>9.2f} "
+          f"{m['bare']['p99_ms']:>9.2f} {m['backend_in_process']['p50_ms']:>8.2f} "
+          f"{m['sequential']['p50_ms']:>8.2f} {m['sequential']['p99_ms']:>8.2f} "
+          f"{m['overhead_p50_ms']:>9.2f} "
+          + " ".join(f"{c['candidates_per_s']:>13,}" for c in m["concurrent"]))
+  by_key = {(r["graph"], r["candidates"]): r["measured"] for r in results}
+  for (graph, n), m in by_key.items():
+    old = by_key.get((BROADCAST, n))
+    if graph == BROADCAST or old is None:
+      continue
+    four = {c["clients"]: c["candidates_per_s"] for c in m["concurrent"]}
+    four_old = {c["clients"]: c["candidates_per_s"] for c in old["concurrent"]}
+    print(f"{n} candidates, old graph / this one: bare p50 "
+          f"{old['bare']['p50_ms'] / m['bare']['p50_ms']:.2f}x, server p50 "
+          f"{old['sequential']['p50_ms'] / m['sequential']['p50_ms']:.2f}x"
+          + "".join(f", {c} clients throughput {four[c] / four_old[c]:.2f}x"
+                    for c in four if c in four_old and four_old[c]))
+
+
+BROADCAST = rank_graphs.BROADCAST
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--model_base_path", required=True)
+  parser.add_argument("--root", required=True, help="pipeline run folder (eval examples)")
+  parser.add_argument("--model_name", default="duia")
+  parser.add_argument("--candidates", default="100,1000", help="comma-separated counts")
+  parser.add_argument("--users", type=int, default=50)
+  parser.add_argument("--requests", type=int, default=400, help="per measurement")
+  parser.add_argument("--clients", default="1,2,4,8")
+  parser.add_argument("--server_flags", default="", help="extra server flags, space-separated")
+  parser.add_argument("--no_compare", action="store_true",
+                      help="time the pushed model as it is, instead of its weights saved "
+                           "with this code's rank graph and with the old one (rank_graphs)")
+  args = parser.parse_args()
+
+  graphs = {"pushed": args.model_base_path}
+  scratch = None
+  if not args.no_compare:
+    scratch = tempfile.mkdtemp(prefix="rank_graphs_")
+    _, path = model_loader.latest_version(args.model_base_path)
+    graphs = rank_graphs.export_graphs(args.root, path, scratch)
+  results = []
+  try:
+    for n in (int(c) for c in args.candidates.split(",")):
+      requests = build_requests(args.root, args.users, n, args.model_name)
+      for graph, base_path in graphs.items():
+        measured = measure(base_path, args.model_name, requests, args)
+        results.append({"graph": graph, "candidates": n, "requests": len(requests),
+                        "mean_history_length": _history_lengths(requests),
+                        "measured": measured})
+        print(f"{graph} graph, {n} candidates: bare p50 {measured['bare']['p50_ms']:.2f} ms, "
+              f"server p50 {measured['sequential']['p50_ms']:.2f} ms", flush=True)
+  finally:
+    if scratch:
+      shutil.rmtree(scratch, ignore_errors=True)
+  print(f"\n1 user x N candidates, {os.cpu_count()} CPUs, latencies in ms; "
+        "overhead = server p50 - bare p50; 'user_once' is this code's rank graph, "
+        "'broadcast' the old one (user side per candidate), on the same weights")
+  print_table(results)
   os.makedirs(os.path.join(REPO, "benchmarks", "results"), exist_ok=True)
   path = os.path.join(REPO, "benchmarks", "results", "serving.json")
   with open(path, "w") as f:
-    json.dump({"candidates": args.candidates, "model_base_path": args.model_base_path,
-               "bare": bare, "backend_in_process": in_process, "sequential": sequential, "concurrent": concurrent,
-               "overhead_p50_ms": overhead, "server_flags": args.server_flags}, f, indent=1)
+    json.dump({"model_base_path": args.model_base_path, "server_flags": args.server_flags,
+               "cpus": os.cpu_count(), "results": results}, f, indent=1)
   print(f"saved {path}")
 
 

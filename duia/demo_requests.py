@@ -10,7 +10,7 @@ import collections
 import dataclasses
 import os
 import random
-from typing import Any, Dict, List, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import tensorflow as tf
 
@@ -75,8 +75,13 @@ def read_examples(split_dir: str, limit: int = 50_000) -> List[Dict[str, Any]]:
 
 
 def sample_requests(examples: List[Dict[str, Any]], num_users: int, num_candidates: int,
-                    seed: int = 0) -> List[RankingRequest]:
-  """Up to `num_users` requests of users with >= 2 eval exposures, mixed activity."""
+                    seed: int = 0,
+                    pool_examples: Optional[List[Dict[str, Any]]] = None) -> List[RankingRequest]:
+  """Up to `num_users` requests of users with >= 2 eval exposures, mixed activity.
+
+  Candidates the user was not shown come from `pool_examples` (default:
+  `examples`), e.g. every split's rows when one split has too few items.
+  """
   by_user = collections.defaultdict(list)
   for row in examples:
     by_user[row[features.USER_ID]].append(row)
@@ -95,7 +100,7 @@ def sample_requests(examples: List[Dict[str, Any]], num_users: int, num_candidat
   # Other eval items fill a request up to `num_candidates`, as a retrieval
   # stage would; the user was not shown them, so nothing is known of them.
   pool = {}
-  for row in examples:
+  for row in examples if pool_examples is None else pool_examples:
     pool.setdefault(row[features.ITEM_ID], row)
   pool_rows = sorted(pool.values(), key=lambda r: r[features.ITEM_ID])
   rng = random.Random(seed + 1)

@@ -193,3 +193,33 @@ def test_usage_trace_records_hits_and_movement_per_window():
       assert set(entry) == {"level1_hit", "level1_moved", "level2_hit", "level2_moved"}
       assert 0.0 < entry["level1_hit"] <= 1.0 and entry["level1_moved"] > 0.0
   assert not np.allclose(before, model.uhse.memory.level1_centers.numpy())
+
+
+def _one_user_and_candidates(inputs, user_row: int, num_candidates: int):
+  """Row `user_row`'s user features [1, ...] and the first candidates' item features."""
+  from duia.models import signatures  # pylint: disable=g-import-not-at-top
+  user = {k: v[user_row:user_row + 1] for k, v in inputs.items()
+          if k in signatures.USER_LEVEL_TRANSFORMED}
+  items = {k: v[:num_candidates] for k, v in inputs.items()
+           if k not in signatures.USER_LEVEL_TRANSFORMED}
+  return user, items
+
+
+# duia_items has every DUIA block (UIE, UPBE, UHSE, the item side).
+@pytest.mark.parametrize("variant,target_attention", [
+    ("ple", True), ("duia_items", True), ("duia_items", False), ("him", True)])
+def test_one_user_row_scores_like_the_user_repeated_per_candidate(variant, target_attention):
+  """The `rank` graph's shapes: user features once ([1, ...]), candidates [N, ...]."""
+  model = _built(variant, user_tower_target_attention=target_attention)
+  model.fit(tf.data.Dataset.from_tensors(_batch()).repeat(3), verbose=0)  # memories move
+  user, items = _one_user_and_candidates(_batch(seed=3)[0], user_row=5, num_candidates=9)
+  # One static row, as `signatures._one_user_row` pins Transform's user outputs.
+  specs = {k: tf.TensorSpec([1] + v.shape[1:], v.dtype) for k, v in user.items()}
+  specs.update({k: tf.TensorSpec([None] + v.shape[1:], v.dtype) for k, v in items.items()})
+  one_user = tf.function(model.serving_outputs).get_concrete_function(specs)
+  once = one_user(dict(user, **items))
+  repeated = model.serving_outputs(dict(
+      {k: tf.repeat(v, 9, axis=0) for k, v in user.items()}, **items))
+  assert once[features.FUSED_SCORE].shape == (9,)
+  for key in repeated:
+    np.testing.assert_allclose(once[key].numpy(), repeated[key].numpy(), rtol=1e-5, atol=1e-6)

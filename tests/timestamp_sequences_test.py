@@ -32,15 +32,17 @@ def test_ages_are_days_aligned_with_the_ids_cut_and_padded_alike():
 def test_rank_signature_takes_int_sequences_once_per_request():
   specs = signatures.raw_input_specs()
   for key in features.INT_SEQUENCES:
-    assert specs[key].dtype == tf.int64 and specs[key].shape.as_list() == [None, None]
+    assert specs[key].dtype == tf.int64 and specs[key].shape.as_list() == [1, None]
     assert key in signatures.USER_LEVEL
   tensors = {features.ITEM_ID: tf.constant([b"a", b"b", b"c"]),
              features.HIST_TS: tf.constant([[NOW - DAY, NOW - 2 * DAY, 0]], tf.int64)}
   spec = {features.ITEM_ID: tf.io.FixedLenFeature([1], tf.string),
           features.HIST_TS: tf.io.VarLenFeature(tf.int64)}
-  parsed = signatures._to_parsed_form(tensors, spec)
+  parsed = signatures.to_parsed_form(tensors, spec)
   hist_ts = parsed[features.HIST_TS]
-  # Broadcast over the 3 candidates; the 0 padding is gone, as b"" is for strings.
+  # The user's one row (the ranker broadcasts it, after Transform); the 0
+  # padding is gone, as b"" is for strings.
   assert isinstance(hist_ts, tf.SparseTensor)
-  assert tf.sparse.to_dense(hist_ts).numpy().tolist() == [[NOW - DAY, NOW - 2 * DAY, 0]] * 3
-  assert hist_ts.indices.numpy()[:, 1].tolist() == [0, 1] * 3
+  assert tf.sparse.to_dense(hist_ts).numpy().tolist() == [[NOW - DAY, NOW - 2 * DAY, 0]]
+  assert hist_ts.indices.numpy()[:, 1].tolist() == [0, 1]
+  assert parsed[features.ITEM_ID].shape == (3, 1)

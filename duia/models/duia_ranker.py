@@ -24,6 +24,7 @@ from duia.models import config as config_lib
 from duia.models import enhancements
 from duia.models import features
 from duia.models import him_ranker
+from duia.models import inputs as inputs_lib
 from duia.models import ple_ranker
 
 XF = features.transformed_name
@@ -65,6 +66,13 @@ class DUIARanker(ple_ranker.PLERanker):
       (vectors [U, d], positions [B, L] into them).
     """
     ids = inputs[XF(features.HIST_ITEM_IDS)]
+    if ids.shape[0] == 1:
+      # One user's history (the `rank` signature): L positions, no batch to
+      # deduplicate; each position is its own row.
+      vectors = self.aux.item_vector(self.embedding.item_core(
+          ids[0], inputs[XF(features.HIST_CAT1)][0], inputs[XF(features.HIST_CAT2)][0]))
+      vectors = tf.stop_gradient(_normalize(vectors, self.duia_config.normalize))
+      return vectors, tf.range(tf.shape(ids)[1])[None, :]
     flat_ids = tf.reshape(ids, [-1])
     unique_ids, position = tf.unique(flat_ids)
     count = tf.shape(unique_ids)[0]
@@ -86,7 +94,7 @@ class DUIARanker(ple_ranker.PLERanker):
     """
     behaviour = (parts["behaviour"] if self.duia_config.user_tower_target_attention
                  else parts["user_behaviour"])
-    return self.aux(tf.concat([parts["user"], behaviour], axis=-1), parts["item_core"])
+    return self.aux(inputs_lib.concat_rows([parts["user"], behaviour]), parts["item_core"])
 
   def queries(self, parts: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """Each memory's queries (normalised tower vectors), by `memories()` name."""
@@ -129,7 +137,7 @@ class DUIARanker(ple_ranker.PLERanker):
 
   def encode(self, inputs, training=None, labels=None):
     base, enhanced, side = self.encode_parts(inputs, training=training, labels=labels)
-    return tf.concat(base + list(enhanced.values()), axis=-1), side
+    return inputs_lib.concat_rows(base + list(enhanced.values())), side
 
   def extra_loss(self, predictions, side, labels) -> Optional[tf.Tensor]:
     """DUIA eq. 1, weighted by the fused score (merge score) under stop_gradient."""

@@ -15,6 +15,7 @@ import tensorflow as tf
 from duia.layers import ghca
 from duia.layers import personal_memory
 from duia.models import config as config_lib
+from duia.models import inputs as inputs_lib
 
 
 def _generalization(units: int, name: str) -> tf.keras.layers.Layer:
@@ -97,7 +98,7 @@ class UIE(tf.keras.layers.Layer):
       enhanced = tf.einsum("bk,bkd->bd", tf.nn.softmax(scores, axis=-1), top)
     else:
       enhanced = weighted_centers(v_user, centers)
-    return self.generalize(tf.concat([enhanced] + _lookup(self.personal, user_ids), axis=-1))
+    return self.generalize(inputs_lib.concat_rows([enhanced] + _lookup(self.personal, user_ids)))
 
 
 class UPBE(tf.keras.layers.Layer):

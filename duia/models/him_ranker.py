@@ -27,6 +27,7 @@ from duia.layers import him_ubc
 from duia.layers import him_ubp
 from duia.models import config as config_lib
 from duia.models import features
+from duia.models import inputs as inputs_lib
 from duia.models import ple_ranker
 
 XF = features.transformed_name
@@ -67,7 +68,7 @@ class HIMRanker(ple_ranker.PLERanker):
     hybrid, _ = self.hybrid([flat_p, flat_c, parts["item"]])
     side = {"reconstructed": reconstructed, "p_z": p_z,
             "sessions_present": him_ubp.sessions_present(positive_frequency, negative_frequency)}
-    return tf.concat(base + [hybrid], axis=-1), side
+    return inputs_lib.concat_rows(base + [hybrid]), side
 
   def extra_loss(self, predictions, side, labels):
     """alpha * L_g (eq. 8, 12) with p users of the batch as negatives."""

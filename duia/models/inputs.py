@@ -6,7 +6,7 @@ the preference list share the cat1 table; and so on. Id 0 is padding
 (see `preprocessing`), masked out of every pooled sequence.
 """
 
-from typing import Dict
+from typing import Dict, Sequence
 
 import tensorflow as tf
 
@@ -43,6 +43,28 @@ DENSE = [features.USER_VALID_COUNT, features.ITEM_PRIOR_EXPOSURES, features.DURA
 TABLES = sorted(set(SCALAR_TABLES.values()) | set(SEQUENCE_TABLES.values()))
 
 
+def broadcast_rows(x: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
+  """`x` [1 or B, ...] with as many rows as `like` [B, ...].
+
+  The `rank` signature computes the user side once ([1, ...]) and the
+  candidates' side per candidate ([N, ...]); this is where the two meet. Only
+  a statically known single row is broadcast, so training graphs (every part
+  [B, ...]) are left exactly as they were.
+  """
+  if x.shape[0] == 1 and like.shape[0] != 1:
+    return tf.broadcast_to(x, tf.concat([tf.shape(like)[:1], tf.shape(x)[1:]], axis=0))
+  return x
+
+
+def concat_rows(parts: Sequence[tf.Tensor]) -> tf.Tensor:
+  """Concatenates [B, d_i] parts on the last axis; user-side parts of one row
+  are broadcast to the candidates' rows first (see `broadcast_rows`)."""
+  per_row = [p for p in parts if p.shape[0] != 1]
+  if per_row and len(per_row) < len(parts):
+    parts = [broadcast_rows(p, per_row[0]) for p in parts]
+  return tf.concat(parts, axis=-1)
+
+
 def masked_mean(embedded: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
   """Mean of [B, L, d] over positions whose id is not 0; zeros for empty rows."""
   mask = tf.cast(tf.not_equal(ids, 0), embedded.dtype)[..., None]
@@ -50,11 +72,26 @@ def masked_mean(embedded: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
 
 
 def target_attention(keys: tf.Tensor, ids: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
-  """sum_t softmax_t(k_t . target / sqrt(d)) k_t over non-padding positions."""
-  logits = tf.einsum("bld,bd->bl", keys, target) / tf.sqrt(tf.cast(tf.shape(target)[-1], keys.dtype))
+  """sum_t softmax_t(k_t . target / sqrt(d)) k_t over non-padding positions.
+
+  Args:
+    keys: [B, L, d] history embeddings, or [1, L, d]: one user's history
+      attended by each of B candidates (the `rank` signature), without
+      copying it B times.
+    ids: [B, L] or [1, L] history ids, 0 for padding.
+    target: [B, d] target item embeddings.
+  """
+  scale = tf.sqrt(tf.cast(tf.shape(target)[-1], keys.dtype))
+  one_user = keys.shape[0] == 1 and target.shape[0] != 1
+  if one_user:
+    logits = tf.matmul(target, keys[0], transpose_b=True) / scale  # [B, L]
+  else:
+    logits = tf.einsum("bld,bd->bl", keys, target) / scale
   valid = tf.not_equal(ids, 0)
-  logits = tf.where(valid, logits, tf.fill(tf.shape(logits), keys.dtype.min))
+  logits = tf.where(valid, logits, keys.dtype.min)
   weights = tf.nn.softmax(logits, axis=-1) * tf.cast(valid, keys.dtype)
+  if one_user:
+    return tf.matmul(weights, keys[0])
   return tf.einsum("bl,bld->bd", weights, keys)
 
 
@@ -67,10 +104,12 @@ class FeatureEmbedding(tf.keras.layers.Layer):
     embedding_dim: width of every table.
 
   Call args:
-    inputs: dict of transformed features keyed by `features.transformed_name`.
+    inputs: dict of transformed features keyed by `features.transformed_name`,
+      [B, ...] each; or, in the `rank` signature, the user's features [1, ...]
+      and the candidates' [B, ...].
 
   Returns:
-    Dict of [B, *] tensors: "user" (profile), "item" (target item), "behaviour"
+    Dict of [B, *] tensors ([1, *] where only user features go in): "user" (profile), "item" (target item), "behaviour"
     (pooled and target-attended history, negatives), "user_behaviour" (the
     same without the target-attended history), "dense" (scaled counts), and
     "item_core" (the target's id/cat1/cat2 embeddings, see `item_core`).
@@ -122,11 +161,11 @@ class FeatureEmbedding(tf.keras.layers.Layer):
                                     inputs[xf(features.CAT2)]),
         "user": tf.concat(user, axis=-1),
         "item": tf.concat(item, axis=-1),
-        "behaviour": tf.concat(pooled + [attended, negatives], axis=-1),
+        "behaviour": concat_rows(pooled + [attended, negatives]),
         # The behaviour without the target-attended history: what the user did,
         # whatever the candidate (the same vector for every candidate of a user).
         "user_behaviour": tf.concat(pooled + [negatives], axis=-1),
-        "dense": tf.concat(dense, axis=-1),
+        "dense": concat_rows(dense),
     }
 
   def get_config(self):

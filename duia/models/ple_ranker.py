@@ -96,7 +96,7 @@ class PLERanker(tfrs.models.Model):
     """
     del training, labels  # the plain PLE input needs neither
     parts = self.embedding(inputs)
-    x = tf.concat([parts["user"], parts["item"], parts["behaviour"], parts["dense"]], axis=-1)
+    x = inputs_lib.concat_rows([parts["user"], parts["item"], parts["behaviour"], parts["dense"]])
     return x, {}
 
   def forward(self, inputs: Dict[str, tf.Tensor], training=None,

@@ -3,11 +3,16 @@
 
 - `serving_default`: serialized tf.Example (raw features) -> every task and the
   fused score; the Transform graph is inside.
-- `rank`: named raw tensors. User-level features come once ([1] or [1, L]) and
-  are broadcast over the N candidates ([N] or [N, L]), so a 100-candidate
-  request does not carry the user's history 100 times (DESIGN section 7).
-  String sequences are padded with b"" and int sequences (hist_ts, neg_ts) with
-  0; both paddings are dropped before Transform.
+- `rank`: named raw tensors. User-level features come once ([1] or [1, L]),
+  the candidates' per candidate ([N] or [N, L]), so a 100-candidate request
+  does not carry the user's history 100 times (DESIGN section 7). The user side
+  is also computed once: Transform runs on the user's one row and the
+  candidates' N rows in one call (no preprocessing op mixes user and item
+  features), and the ranker meets the two only where a candidate needs the
+  user (target attention, the input concatenation), broadcasting the one row
+  there (`inputs.concat_rows`). String sequences are padded with b"" and int
+  sequences (hist_ts, neg_ts) with 0; both paddings are dropped before
+  Transform.
 """
 
 from typing import Dict
@@ -20,40 +25,39 @@ from duia.models import features
 USER_LEVEL = set(features.USER_SCALAR_STRING + features.USER_SEQUENCE_STRING
                  + features.USER_SCALAR_INT + features.USER_SEQUENCE_INT
                  + [features.TIMESTAMP])
+# Transform outputs computed from user-level inputs only: one row in `rank`.
+USER_LEVEL_TRANSFORMED = {features.transformed_name(key) for key in USER_LEVEL}
 
 
 def raw_input_specs() -> Dict[str, tf.TensorSpec]:
-  """TensorSpecs of the `rank` signature's inputs."""
+  """TensorSpecs of the `rank` signature's inputs: user-level ones have one row."""
   specs = {}
-  for key in features.STRING_SCALARS:
-    specs[key] = tf.TensorSpec([None], tf.string, name=key)
-  for key in features.STRING_SEQUENCES:
-    specs[key] = tf.TensorSpec([None, None], tf.string, name=key)
-  for key in features.INT_SCALARS:
-    specs[key] = tf.TensorSpec([None], tf.int64, name=key)
-  for key in features.INT_SEQUENCES:
-    specs[key] = tf.TensorSpec([None, None], tf.int64, name=key)
-  for key in features.FLOAT_SCALARS:
-    specs[key] = tf.TensorSpec([None], tf.float32, name=key)
+  kinds = ((features.STRING_SCALARS, tf.string, 1), (features.STRING_SEQUENCES, tf.string, 2),
+           (features.INT_SCALARS, tf.int64, 1), (features.INT_SEQUENCES, tf.int64, 2),
+           (features.FLOAT_SCALARS, tf.float32, 1))
+  for keys, dtype, rank in kinds:
+    for key in keys:
+      rows = 1 if key in USER_LEVEL else None
+      specs[key] = tf.TensorSpec([rows] + [None] * (rank - 1), dtype, name=key)
   return specs
 
 
-def _serving_feature_spec(tf_transform_output: tft.TFTransformOutput):
+def serving_feature_spec(tf_transform_output: tft.TFTransformOutput):
+  """The raw feature spec without the labels: what a request carries."""
   spec = tf_transform_output.raw_feature_spec()
   for key in features.LABEL_KEYS:
     spec.pop(key, None)
   return spec
 
 
-def _to_parsed_form(tensors: Dict[str, tf.Tensor], feature_spec) -> Dict[str, tf.Tensor]:
-  """Named tensors -> what tf.io.parse_example would give for `feature_spec`."""
-  num_candidates = tf.shape(tensors[features.ITEM_ID])[0]
+def to_parsed_form(tensors: Dict[str, tf.Tensor], feature_spec) -> Dict[str, tf.Tensor]:
+  """Named tensors -> what tf.io.parse_example would give for `feature_spec`.
+
+  Each feature keeps its own rows: the user's one, the candidates' N.
+  """
   out = {}
   for key, spec in feature_spec.items():
     value = tensors[key]
-    if key in USER_LEVEL:
-      target = tf.concat([[num_candidates], tf.shape(value)[1:]], axis=0)
-      value = tf.broadcast_to(value, target)
     if value.shape.rank == 1:
       value = value[:, None]
     if isinstance(spec, tf.io.FixedLenFeature):
@@ -63,6 +67,17 @@ def _to_parsed_form(tensors: Dict[str, tf.Tensor], feature_spec) -> Dict[str, tf
       # absent. Column positions are kept, so aligned lists stay aligned.
       out[key] = tf.sparse.from_dense(value)
   return out
+
+
+def _one_user_row(transformed: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  """Pins the user-level Transform outputs to one static row.
+
+  Transform's outputs have an unknown row count; the ranker broadcasts a part
+  only where it knows statically that the part has one row
+  (`inputs.broadcast_rows`), so the user's outputs must say so.
+  """
+  return {key: tf.ensure_shape(value, [1] + value.shape[1:]) if key in USER_LEVEL_TRANSFORMED
+          else value for key, value in transformed.items()}
 
 
 def make_serving_signatures(model: tf.keras.Model,
@@ -77,7 +92,7 @@ def make_serving_signatures(model: tf.keras.Model,
     {signature name: concrete function}, for `model.save(signatures=...)`.
   """
   model.tft_layer = tf_transform_output.transform_features_layer()
-  feature_spec = _serving_feature_spec(tf_transform_output)
+  feature_spec = serving_feature_spec(tf_transform_output)
 
   @tf.function(input_signature=[
       tf.TensorSpec([None], tf.string, name=features.SERVING_EXAMPLES_INPUT)])
@@ -87,8 +102,8 @@ def make_serving_signatures(model: tf.keras.Model,
 
   @tf.function
   def serve_raw(**tensors):
-    raw = _to_parsed_form(tensors, feature_spec)
-    return model.serving_outputs(model.tft_layer(raw))
+    transformed = model.tft_layer(to_parsed_form(tensors, feature_spec))
+    return model.serving_outputs(_one_user_row(transformed))
 
   return {
       features.SERVING_EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),

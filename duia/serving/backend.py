@@ -33,6 +33,7 @@ from duia.serving import errors
 from duia.serving import model_loader
 from duia.serving import model_store
 from duia.serving import signature_io
+from duia.serving import tensor_codec
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
@@ -223,7 +224,7 @@ def predict_on(model: model_loader.LoadedModel, request: predict_pb2.PredictRequ
   response = predict_pb2.PredictResponse()
   _set_spec(response.model_spec, model, signature.name)
   for alias in aliases:
-    response.outputs[alias].CopyFrom(tf.make_tensor_proto(outputs[alias]))
+    response.outputs[alias].CopyFrom(tensor_codec.to_proto(outputs[alias]))
   return response
 
 

@@ -39,8 +39,9 @@ class Signature:
     name: The signature key, e.g. "serving_default".
     inputs: Input name -> `tf.TensorSpec` (dtype and possibly partial shape).
     outputs: Output names, sorted.
-    function: The concrete function; called with keyword tensors, it returns a
-      dict of output name -> tensor.
+    function: Calls the concrete function: keyword tensors in (every input,
+      of the signature's dtypes and shapes, as `signature_io.convert_inputs`
+      checks them), a dict of output name -> tensor out.
   """
 
   name: str
@@ -153,7 +154,29 @@ def _describe_signature(name: str, function: Any) -> Signature:
       name=name,
       inputs=dict(kwargs),
       outputs=tuple(sorted(function.structured_outputs)),
-      function=function)
+      function=_flat_caller(function, kwargs))
+
+
+def _flat_caller(function: Any, inputs: Mapping[str, tf.TensorSpec]) -> Callable[..., Any]:
+  """`function(**tensors)` without the concrete function's per-call binding.
+
+  Binding keyword tensors to the signature (TF 2.16's `FunctionType.bind`)
+  costs ~0.3 ms per call for the 25 inputs of `rank` on these machines, a
+  fifth of its latency target; the server has already checked every input's
+  presence, dtype and shape (`signature_io.convert_inputs`), so the tensors go
+  straight in, in the order the function was traced with. Falls back to the
+  plain call where a TensorFlow version lacks that order.
+  """
+  order = getattr(function, "_arg_keywords", None)
+  call_flat = getattr(function, "_call_flat", None)
+  if call_flat is None or order is None or sorted(order) != sorted(inputs):
+    return function
+  order = list(order)
+  captured = function.captured_inputs
+
+  def call(**tensors):
+    return call_flat([tensors[key] for key in order], captured)
+  return call
 
 
 def read_signature_defs(path: str) -> Dict[str, meta_graph_pb2.SignatureDef]:

@@ -17,6 +17,7 @@ from tensorflow_serving.apis import model_pb2
 
 from duia.serving import errors
 from duia.serving import model_loader
+from duia.serving import tensor_codec
 
 _INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -66,7 +67,7 @@ def convert_inputs(signature: model_loader.Signature,
           _INVALID, f"Input {name!r} of signature {signature.name!r} expects dtype "
           f"{spec.dtype.name}. Received: dtype={_dtype_name(proto.dtype)}")
     try:
-      array = tf.make_ndarray(proto)
+      array = tensor_codec.to_ndarray(proto)
     except Exception as e:  # pylint: disable=broad-except
       # Content that does not fill the declared shape, for instance.
       raise errors.RequestError(_INVALID, f"Input {name!r} is not a valid TensorProto: {e}") from e
