@@ -18,7 +18,7 @@ the bare call (server p50 - bare p50), and the old graph's figures over the
 current one's, measured in the same run. The server runs in a subprocess
 (`python -m duia.serving.server`), as in production, so client and server do
 not share a Python interpreter; on a 2-core machine they do share the cores.
-Prints a table and saves benchmarks/results/serving.json.
+Prints a table and saves benchmarks/results/serving_threads_<intra>_<inter>.json.
 
     python -m benchmarks.serving_bench --model_base_path RUN/serving/duia --root RUN
 
@@ -51,6 +51,7 @@ from duia.pipeline import report
 from duia.serving import client as client_lib
 from duia.serving import model_loader
 from duia.serving import model_store
+from duia.serving import server as server_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -243,7 +244,14 @@ def main() -> None:
   parser.add_argument("--no_compare", action="store_true",
                       help="time the pushed model as it is, instead of its weights saved "
                            "with this code's rank graph and with the old one (rank_graphs)")
+  parser.add_argument("--tensorflow_threads", default="0,0", metavar="INTRA,INTER",
+                      help="TensorFlow's intra- and inter-op threads, in this process (the "
+                           "bare and backend calls) and in the server; 0 lets it choose")
   args = parser.parse_args()
+  intra, inter = (int(v) for v in args.tensorflow_threads.split(","))
+  server_lib.set_tensorflow_threads(intra, inter)
+  args.server_flags = " ".join([args.server_flags, f"--tensorflow_intra_op_parallelism={intra}",
+                                f"--tensorflow_inter_op_parallelism={inter}"]).strip()
 
   graphs = {"pushed": args.model_base_path}
   scratch = None
@@ -270,9 +278,11 @@ def main() -> None:
         "'broadcast' the old one (user side per candidate), on the same weights")
   print_table(results)
   os.makedirs(os.path.join(REPO, "benchmarks", "results"), exist_ok=True)
-  path = os.path.join(REPO, "benchmarks", "results", "serving.json")
+  path = os.path.join(REPO, "benchmarks", "results",
+                      f"serving_threads_{intra}_{inter}.json")
   with open(path, "w") as f:
     json.dump({"model_base_path": args.model_base_path, "server_flags": args.server_flags,
+               "tensorflow_threads": [intra, inter],
                "cpus": os.cpu_count(), "results": results}, f, indent=1)
   print(f"saved {path}")
 

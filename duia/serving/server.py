@@ -37,6 +37,7 @@ import time
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import grpc
+import tensorflow as tf
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
@@ -344,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Batching knob (with --enable_batching).")
   parser.add_argument("--no_warmup", action="store_true",
                       help="Do not replay assets.extra/tf_serving_warmup_requests.")
+  parser.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
+                      help="Threads one op may use; 0 lets TensorFlow choose. The rank "
+                           "graph's ops are small, see benchmarks/serving_bench.py.")
+  parser.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
+                      help="Threads running independent ops of one call; 0 lets "
+                           "TensorFlow choose.")
   parser.add_argument("--grace_s", type=float, default=5.0)
   parser.add_argument("--ssl_cert_file", default=None,
                       help="PEM server certificate: serve gRPC over TLS (with --ssl_key_file).")
@@ -374,10 +381,22 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
       batching=batching_config, warmup=not args.no_warmup, tls=tls)
 
 
+def set_tensorflow_threads(intra_op: int, inter_op: int) -> None:
+  """TensorFlow's thread pools, as `tensorflow_model_server`'s flags of the same
+  names set them; 0 keeps TensorFlow's choice. Only effective before the first
+  op runs in this process."""
+  if intra_op:
+    tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+  if inter_op:
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
   """Command-line entry point."""
   args = build_parser().parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+  set_tensorflow_threads(args.tensorflow_intra_op_parallelism,
+                         args.tensorflow_inter_op_parallelism)
   serve(config_from_args(args), args.grace_s)
 
 
