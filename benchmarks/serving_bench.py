@@ -51,7 +51,7 @@ from duia.pipeline import report
 from duia.serving import client as client_lib
 from duia.serving import model_loader
 from duia.serving import model_store
-from duia.serving import server as server_lib
+from duia.serving import server_flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -220,7 +220,8 @@ def print_table(results: List[Dict]) -> None:
       continue
     four = {c["clients"]: c["candidates_per_s"] for c in m["concurrent"]}
     four_old = {c["clients"]: c["candidates_per_s"] for c in old["concurrent"]}
-    print(f"{n} candidates, old graph / this one: bare p50 "
+    print(f"{n} candidates, speed-up of this graph over the old one (latency old / new, "
+          f"throughput new / old): bare p50 "
           f"{old['bare']['p50_ms'] / m['bare']['p50_ms']:.2f}x, server p50 "
           f"{old['sequential']['p50_ms'] / m['sequential']['p50_ms']:.2f}x"
           + "".join(f", {c} clients throughput {four[c] / four_old[c]:.2f}x"
@@ -249,7 +250,7 @@ def main() -> None:
                            "bare and backend calls) and in the server; 0 lets it choose")
   args = parser.parse_args()
   intra, inter = (int(v) for v in args.tensorflow_threads.split(","))
-  server_lib.set_tensorflow_threads(intra, inter)
+  server_flags.set_tensorflow_threads(intra, inter)
   args.server_flags = " ".join([args.server_flags, f"--tensorflow_intra_op_parallelism={intra}",
                                 f"--tensorflow_inter_op_parallelism={inter}"]).strip()
 

@@ -15,6 +15,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from duia.serving import client as client_lib
 from duia.serving import server as server_lib
+from duia.serving import server_flags
 from duia.serving import tls
 from tests import serving_fixtures as fx
 
@@ -52,7 +53,7 @@ def _predict_over(channel):
 
 def test_loopback_is_the_default_bind_address():
   assert server_lib.ServerConfig("/models").host == "127.0.0.1"
-  assert server_lib.build_parser().parse_args(["--model_base_path=/m"]).host == "127.0.0.1"
+  assert server_flags.build_parser().parse_args(["--model_base_path=/m"]).host == "127.0.0.1"
 
 
 def test_tls_server_answers_tls_clients_only(tmp_path):
@@ -102,9 +103,9 @@ def test_tls_config_errors_name_the_problem(tmp_path):
     tls.TlsConfig("c.pem", "missing.key").server_credentials()
   with pytest.raises(ValueError, match="needs its key"):
     tls.channel_credentials("ca.pem", cert_file="client.pem")
-  args = server_lib.build_parser().parse_args(["--model_base_path=/m", "--ssl_cert_file=c.pem"])
+  args = server_flags.build_parser().parse_args(["--model_base_path=/m", "--ssl_cert_file=c.pem"])
   with pytest.raises(ValueError, match="both --ssl_cert_file and --ssl_key_file"):
-    server_lib.config_from_args(args)
-  args = server_lib.build_parser().parse_args(
+    server_flags.config_from_args(args)
+  args = server_flags.build_parser().parse_args(
       ["--model_base_path=/m", "--ssl_cert_file=c.pem", "--ssl_key_file=k.pem"])
-  assert server_lib.config_from_args(args).tls == tls.TlsConfig("c.pem", "k.pem")
+  assert server_flags.config_from_args(args).tls == tls.TlsConfig("c.pem", "k.pem")

@@ -3,8 +3,9 @@
 Works against `duia.serving.server` and `tensorflow_model_server` alike: it only
 uses TF Serving's protos. A ranking request scores one user against many
 candidates through the raw-tensor signature (`features.SERVING_RAW_SIGNATURE`):
-user features go once, with a leading dimension of 1, and the model broadcasts
-them over the N candidates, so the user's history is not repeated N times.
+user features go once, with a leading dimension of 1, and the model computes
+the user side once and meets each of the N candidates with it, so the user's
+history is neither sent nor processed N times.
 
 Example:
   with RankingClient("localhost:8500") as client:

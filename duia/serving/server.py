@@ -27,7 +27,6 @@ Usage:
       --rest_api_port=8501
 """
 
-import argparse
 import concurrent.futures
 import dataclasses
 import logging
@@ -37,7 +36,6 @@ import time
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import grpc
-import tensorflow as tf
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
@@ -317,87 +315,14 @@ def serve(config: ServerConfig, grace_s: float = 5.0) -> None:
       signal.signal(s, handler)
 
 
-def build_parser() -> argparse.ArgumentParser:
-  """Flags named after `tensorflow_model_server`'s where one exists."""
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--model_base_path", required=True)
-  parser.add_argument("--model_name", default=DEFAULT_MODEL_NAME)
-  parser.add_argument("--host", default="127.0.0.1",
-                      help="Interface to bind (0.0.0.0 exposes the server).")
-  parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                      help="gRPC port; 0 picks a free port (logged at start).")
-  parser.add_argument("--rest_api_port", type=int, default=None,
-                      help=f"REST port (TF Serving uses {rest.DEFAULT_REST_PORT}); off if unset.")
-  parser.add_argument("--max_workers", type=int, default=4)
-  parser.add_argument("--max_concurrent_requests", type=int, default=None,
-                      help="gRPC requests held at once; more get RESOURCE_EXHAUSTED "
-                           "(default 8 x max_workers).")
-  parser.add_argument("--max_message_bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES)
-  parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
-                      help="Seconds between looks for new versions; 0 turns polling off.")
-  parser.add_argument("--version_policy", default="latest:1", type=version_policy.VersionPolicy.parse,
-                      help="'latest:N' or 'specific:V1,V2'.")
-  parser.add_argument("--enable_batching", action="store_true")
-  defaults = batching_lib.BatchingConfig()
-  for name in ("max_batch_size", "batch_timeout_micros", "num_batch_threads",
-               "max_enqueued_batches"):
-    parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name),
-                        help="Batching knob (with --enable_batching).")
-  parser.add_argument("--no_warmup", action="store_true",
-                      help="Do not replay assets.extra/tf_serving_warmup_requests.")
-  parser.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
-                      help="Threads one op may use; 0 lets TensorFlow choose. The rank "
-                           "graph's ops are small, see benchmarks/serving_bench.py.")
-  parser.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
-                      help="Threads running independent ops of one call; 0 lets "
-                           "TensorFlow choose.")
-  parser.add_argument("--grace_s", type=float, default=5.0)
-  parser.add_argument("--ssl_cert_file", default=None,
-                      help="PEM server certificate: serve gRPC over TLS (with --ssl_key_file).")
-  parser.add_argument("--ssl_key_file", default=None, help="PEM private key of the certificate.")
-  parser.add_argument("--ssl_client_ca_file", default=None,
-                      help="PEM CA: clients must present a certificate it signed (mutual TLS).")
-  return parser
-
-
-def config_from_args(args: argparse.Namespace) -> ServerConfig:
-  """The ServerConfig of parsed flags; raises ValueError on inconsistent TLS flags."""
-  tls = None
-  if args.ssl_cert_file or args.ssl_key_file or args.ssl_client_ca_file:
-    if not (args.ssl_cert_file and args.ssl_key_file):
-      raise ValueError("TLS needs both --ssl_cert_file and --ssl_key_file.")
-    tls = tls_lib.TlsConfig(args.ssl_cert_file, args.ssl_key_file, args.ssl_client_ca_file)
-  batching_config = None
-  if args.enable_batching:
-    batching_config = batching_lib.BatchingConfig(
-        max_batch_size=args.max_batch_size, batch_timeout_micros=args.batch_timeout_micros,
-        num_batch_threads=args.num_batch_threads, max_enqueued_batches=args.max_enqueued_batches)
-  return ServerConfig(
-      model_base_path=args.model_base_path, model_name=args.model_name, host=args.host,
-      port=args.port, rest_api_port=args.rest_api_port, max_workers=args.max_workers,
-      max_concurrent_requests=args.max_concurrent_requests,
-      max_message_bytes=args.max_message_bytes,
-      poll_interval_s=args.file_system_poll_wait_seconds, policy=args.version_policy,
-      batching=batching_config, warmup=not args.no_warmup, tls=tls)
-
-
-def set_tensorflow_threads(intra_op: int, inter_op: int) -> None:
-  """TensorFlow's thread pools, as `tensorflow_model_server`'s flags of the same
-  names set them; 0 keeps TensorFlow's choice. Only effective before the first
-  op runs in this process."""
-  if intra_op:
-    tf.config.threading.set_intra_op_parallelism_threads(intra_op)
-  if inter_op:
-    tf.config.threading.set_inter_op_parallelism_threads(inter_op)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> None:
   """Command-line entry point."""
-  args = build_parser().parse_args(argv)
+  from duia.serving import server_flags  # pylint: disable=g-import-not-at-top (it imports this)
+  args = server_flags.build_parser().parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-  set_tensorflow_threads(args.tensorflow_intra_op_parallelism,
-                         args.tensorflow_inter_op_parallelism)
-  serve(config_from_args(args), args.grace_s)
+  server_flags.set_tensorflow_threads(args.tensorflow_intra_op_parallelism,
+                                      args.tensorflow_inter_op_parallelism)
+  serve(server_flags.config_from_args(args), args.grace_s)
 
 
 if __name__ == "__main__":
