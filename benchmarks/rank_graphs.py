@@ -31,7 +31,7 @@ def _broadcast_user(tensors):
 
 
 def rebuild_model(root: str, model_dir: str):
-  """(the ranker with `model_dir`'s weights, its config, the Transform output)."""
+  """(the ranker with `model_dir`'s weights, the Transform output)."""
   metadata = os.path.join(root, "metadata.sqlite")
   with tf.io.gfile.GFile(os.path.join(model_dir, "assets.extra", trainer.CONFIG_FILE)) as f:
     config = config_lib.TrainingConfig.from_json(f.read())
@@ -45,7 +45,7 @@ def rebuild_model(root: str, model_dir: str):
   model = trainer.build_model(config, tf_transform_output)
   model(sample)  # create the variables, so the restore maps them
   model.load_weights(os.path.join(model_dir, "variables", "variables")).expect_partial()
-  return model, config, tf_transform_output
+  return model, tf_transform_output
 
 
 USER_ONCE, BROADCAST = "user_once", "broadcast"
@@ -58,7 +58,7 @@ def export_graphs(root: str, model_dir: str, out_dir: str) -> Dict[str, str]:
     {USER_ONCE: model base path, BROADCAST: model base path}, each holding
     version 1 with both signatures (`serving_default` is the same in both).
   """
-  model, _, tf_transform_output = rebuild_model(root, model_dir)
+  model, tf_transform_output = rebuild_model(root, model_dir)
   bases = {name: os.path.join(out_dir, name) for name in (USER_ONCE, BROADCAST)}
   exported = signatures.make_serving_signatures(model, tf_transform_output)
   model.save(os.path.join(bases[USER_ONCE], "1"), save_format="tf", signatures=exported)

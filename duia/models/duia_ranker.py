@@ -66,23 +66,24 @@ class DUIARanker(ple_ranker.PLERanker):
       (vectors [U, d], positions [B, L] into them).
     """
     ids = inputs[XF(features.HIST_ITEM_IDS)]
+    cat1_ids = inputs[XF(features.HIST_CAT1)]
+    cat2_ids = inputs[XF(features.HIST_CAT2)]
     if ids.shape[0] == 1:
-      # One user's history (the `rank` signature): L positions, no batch to
-      # deduplicate; each position is its own row.
-      vectors = self.aux.item_vector(self.embedding.item_core(
-          ids[0], inputs[XF(features.HIST_CAT1)][0], inputs[XF(features.HIST_CAT2)][0]))
-      vectors = tf.stop_gradient(_normalize(vectors, self.duia_config.normalize))
-      return vectors, tf.range(tf.shape(ids)[1])[None, :]
-    flat_ids = tf.reshape(ids, [-1])
-    unique_ids, position = tf.unique(flat_ids)
-    count = tf.shape(unique_ids)[0]
-    # An item id has one category: read it at the item's first occurrence.
-    first = tf.math.unsorted_segment_min(tf.range(tf.size(flat_ids)), position, count)
-    cat1 = tf.gather(tf.reshape(inputs[XF(features.HIST_CAT1)], [-1]), first)
-    cat2 = tf.gather(tf.reshape(inputs[XF(features.HIST_CAT2)], [-1]), first)
-    vectors = self.aux.item_vector(self.embedding.item_core(unique_ids, cat1, cat2))
-    vectors = tf.stop_gradient(_normalize(vectors, self.duia_config.normalize))
-    return vectors, tf.reshape(position, tf.shape(ids))
+      # One user's history (the `rank` signature): no batch to deduplicate,
+      # each of the L positions is its own row.
+      rows, cat1, cat2 = ids[0], cat1_ids[0], cat2_ids[0]
+      positions = tf.range(tf.shape(ids)[1])[None, :]
+    else:
+      flat_ids = tf.reshape(ids, [-1])
+      rows, position = tf.unique(flat_ids)
+      # An item id has one category: read it at the item's first occurrence.
+      first = tf.math.unsorted_segment_min(tf.range(tf.size(flat_ids)), position,
+                                           tf.shape(rows)[0])
+      cat1 = tf.gather(tf.reshape(cat1_ids, [-1]), first)
+      cat2 = tf.gather(tf.reshape(cat2_ids, [-1]), first)
+      positions = tf.reshape(position, tf.shape(ids))
+    vectors = self.aux.item_vector(self.embedding.item_core(rows, cat1, cat2))
+    return tf.stop_gradient(_normalize(vectors, self.duia_config.normalize)), positions
 
   def tower_vectors(self, parts: Dict[str, tf.Tensor]):
     """(v_user, v_item) of the auxiliary towers from `FeatureEmbedding` parts.

@@ -109,9 +109,10 @@ class FeatureEmbedding(tf.keras.layers.Layer):
       and the candidates' [B, ...].
 
   Returns:
-    Dict of [B, *] tensors ([1, *] where only user features go in): "user" (profile), "item" (target item), "behaviour"
-    (pooled and target-attended history, negatives), "user_behaviour" (the
-    same without the target-attended history), "dense" (scaled counts), and
+    Dict of [B, *] tensors ([1, *] where only user features go in): "user"
+    (profile), "item" (target item), "behaviour" (pooled and target-attended
+    history, negatives), "user_behaviour" (the same without the
+    target-attended history), "dense" (scaled counts), and
     "item_core" (the target's id/cat1/cat2 embeddings, see `item_core`).
   """
 
