@@ -213,7 +213,7 @@ def test_one_user_row_scores_like_the_user_repeated_per_candidate(variant, targe
   model = _built(variant, user_tower_target_attention=target_attention)
   model.fit(tf.data.Dataset.from_tensors(_batch()).repeat(3), verbose=0)  # memories move
   user, items = _one_user_and_candidates(_batch(seed=3)[0], user_row=5, num_candidates=9)
-  # One static row, as `signatures._one_user_row` pins Transform's user outputs.
+  # One static row, as `signatures.one_user_row` pins Transform's user outputs.
   specs = {k: tf.TensorSpec([1] + v.shape[1:], v.dtype) for k, v in user.items()}
   specs.update({k: tf.TensorSpec([None] + v.shape[1:], v.dtype) for k, v in items.items()})
   one_user = tf.function(model.serving_outputs).get_concrete_function(specs)

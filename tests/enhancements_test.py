@@ -66,3 +66,19 @@ def test_uhse_attention_gradient_matches_the_direct_computation():
     assert np.all(np.isfinite(got_grad))
     np.testing.assert_allclose(got_grad, tape.gradient(expected_loss, v_item).numpy(),
                                rtol=1e-3, atol=1e-4)
+
+
+def test_count_per_center_matches_numpy_bincount_per_row():
+  rng = np.random.default_rng(0)
+  ids = rng.integers(0, 5, size=[3, 7])
+  weights = rng.random([3, 7]).astype(np.float32)
+  counts = enhancements._count_per_center(tf.constant(ids), tf.constant(weights), 5)
+  expected = np.stack([np.bincount(i, weights=w, minlength=5) for i, w in zip(ids, weights)])
+  np.testing.assert_allclose(counts.numpy(), expected, rtol=1e-6)
+
+
+def test_count_per_center_compiles_with_xla():
+  # bincount's output size depends on the ids, which XLA cannot compile.
+  count = tf.function(lambda i, w: enhancements._count_per_center(i, w, 4), jit_compile=True)
+  counts = count(tf.constant([[0, 3, 3]], tf.int64), tf.constant([[1.0, 2.0, 0.5]]))
+  np.testing.assert_allclose(counts.numpy(), [[1.0, 0.0, 0.0, 2.5]])

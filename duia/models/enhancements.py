@@ -192,9 +192,8 @@ class UHSE(tf.keras.layers.Layer):
     correlated_u = tf.reduce_sum(unique_vectors * mu_u, axis=-1) >= 0  # else retrieve gives 0
     valid = tf.cast(history_mask, tf.bool)
     kept = tf.logical_and(valid, tf.gather(correlated_u, positions))  # [B, L]
-    num_centers = tf.shape(table)[0]
-    counts = tf.math.bincount(tf.gather(index_u, positions), weights=tf.cast(kept, v_item.dtype),
-                              minlength=num_centers, maxlength=num_centers, axis=-1)  # [B, N]
+    counts = _count_per_center(tf.gather(index_u, positions), tf.cast(kept, v_item.dtype),
+                               table.shape[0])  # [B, N]
     zero_logits = tf.reduce_sum(tf.cast(tf.logical_and(valid, tf.logical_not(kept)),
                                         v_item.dtype), axis=-1, keepdims=True)  # [B, 1]
     scores = tf.matmul(v_item, table, transpose_b=True)  # [B, N]
@@ -211,6 +210,19 @@ class UHSE(tf.keras.layers.Layer):
     zero_terms = tf.where(zero_logits > 0, zero_logits * tf.exp(-shift), 0.0)
     denominator = tf.reduce_sum(numerators, axis=-1, keepdims=True) + zero_terms
     return tf.math.divide_no_nan(tf.matmul(numerators, table), denominator)
+
+
+def _count_per_center(center_ids, weights, num_centers: int):
+  """[B, L] center ids and weights -> [B, num_centers] summed weights per center.
+
+  A segment sum over row * num_centers + id, not tf.math.bincount: bincount's
+  output size depends on the largest id, which XLA cannot compile, while here
+  it follows from the shapes alone.
+  """
+  rows = tf.shape(center_ids, out_type=center_ids.dtype)[0]
+  segments = tf.range(rows)[:, None] * num_centers + center_ids
+  counts = tf.math.unsorted_segment_sum(weights, segments, rows * num_centers)
+  return tf.reshape(counts, [-1, num_centers])
 
 
 class ItemEnhancement(tf.keras.layers.Layer):

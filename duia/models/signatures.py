@@ -69,7 +69,7 @@ def to_parsed_form(tensors: Dict[str, tf.Tensor], feature_spec) -> Dict[str, tf.
   return out
 
 
-def _one_user_row(transformed: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+def one_user_row(transformed: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
   """Pins the user-level Transform outputs to one static row.
 
   Transform's outputs have an unknown row count; the ranker broadcasts a part
@@ -103,7 +103,7 @@ def make_serving_signatures(model: tf.keras.Model,
   @tf.function
   def serve_raw(**tensors):
     transformed = model.tft_layer(to_parsed_form(tensors, feature_spec))
-    return model.serving_outputs(_one_user_row(transformed))
+    return model.serving_outputs(one_user_row(transformed))
 
   return {
       features.SERVING_EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
