@@ -214,13 +214,18 @@ def predict_on(model: model_loader.LoadedModel, request: predict_pb2.PredictRequ
   runs a version before it is served.
   """
   signature = signature_io.resolve_signature(model, request.model_spec)
-  arrays = signature_io.convert_inputs(signature, request.inputs)
-  aliases = signature_io.output_aliases(signature, request.output_filter)
-  if batcher is not None and batching.batchable(arrays):
-    outputs = batcher.submit((model.name, model.version, signature.name),
-                             lambda merged: signature_io.run(signature, merged), arrays)
+  if batcher is None and signature.from_protos is not None:
+    outputs = signature_io.run_protos(signature, request.inputs, request.output_filter)
+    aliases = list(outputs)
   else:
-    outputs = signature_io.run(signature, arrays, aliases)
+    # The batcher merges requests as arrays, so they are decoded in Python.
+    arrays = signature_io.convert_inputs(signature, request.inputs)
+    aliases = signature_io.output_aliases(signature, request.output_filter)
+    if batcher is not None and batching.batchable(arrays):
+      outputs = batcher.submit((model.name, model.version, signature.name),
+                               lambda merged: signature_io.run(signature, merged), arrays)
+    else:
+      outputs = signature_io.run(signature, arrays, aliases)
   response = predict_pb2.PredictResponse()
   _set_spec(response.model_spec, model, signature.name)
   for alias in aliases:

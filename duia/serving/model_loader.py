@@ -42,12 +42,16 @@ class Signature:
     function: Calls the concrete function: keyword tensors in (every input,
       of the signature's dtypes and shapes, as `signature_io.convert_inputs`
       checks them), a dict of output name -> tensor out.
+    from_protos: The same call on the inputs' serialized TensorProtos, one
+      string tensor [len(inputs)] in `inputs`' order, decoded inside the graph
+      (`tf.io.parse_tensor`); None where it could not be built.
   """
 
   name: str
   inputs: Mapping[str, tf.TensorSpec]
   outputs: Tuple[str, ...]
   function: Callable[..., Mapping[str, tf.Tensor]]
+  from_protos: Optional[Callable[[tf.Tensor], Mapping[str, tf.Tensor]]] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +158,40 @@ def _describe_signature(name: str, function: Any) -> Signature:
       name=name,
       inputs=dict(kwargs),
       outputs=tuple(sorted(function.structured_outputs)),
-      function=_flat_caller(function, kwargs))
+      function=_flat_caller(function, kwargs),
+      from_protos=_proto_caller(function, kwargs))
+
+
+def _proto_caller(function: Any, inputs: Mapping[str, tf.TensorSpec]) -> Optional[Callable]:
+  """The signature on serialized TensorProtos, decoded in the graph.
+
+  Decoding 25 TensorProtos into arrays and those into tensors costs ~0.9 ms
+  per `rank` request of 100 candidates from Python (~1.5 ms at 1,000); one
+  `ParseTensor` op per input inside one graph call does it in C++. The server
+  checks each input's presence, dtype and declared shape before the call, and
+  `ensure_shape` gives the decoded tensors the static shapes the function was
+  traced with; a proto whose payload disagrees with its header fails in
+  `ParseTensor` (the caller then names the input with the Python decoder).
+  """
+  names = list(inputs)
+
+  @tf.function(input_signature=[tf.TensorSpec([len(names)], tf.string)])
+  def call(serialized):
+    tensors = {name: tf.ensure_shape(tf.io.parse_tensor(serialized[i], inputs[name].dtype),
+                                     inputs[name].shape)
+               for i, name in enumerate(names)}
+    return function(**tensors)
+
+  try:
+    concrete = call.get_concrete_function()
+  except (TypeError, ValueError) as e:  # a signature this cannot wrap keeps the array path
+    logging.warning("No in-graph TensorProto decoding for this signature: %s", e)
+    return None
+  call_flat = getattr(concrete, "_call_flat", None)
+  if call_flat is None:  # as in `_flat_caller`: without it, the plain (binding) call
+    return concrete
+  captured = concrete.captured_inputs
+  return lambda serialized: call_flat([serialized], captured)
 
 
 def _flat_caller(function: Any, inputs: Mapping[str, tf.TensorSpec]) -> Callable[..., Any]:

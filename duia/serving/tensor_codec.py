@@ -24,7 +24,8 @@ _CONTENT_DTYPES = {
 _ENUM_OF = {np.dtype(v): k for k, v in _CONTENT_DTYPES.items()}
 
 
-def _shape(proto: tensor_pb2.TensorProto):
+def shape_of(proto: tensor_pb2.TensorProto):
+  """The shape `proto` declares in its header (its payload may disagree)."""
   return tuple(d.size for d in proto.tensor_shape.dim)
 
 
@@ -34,7 +35,7 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
   Raises:
     Whatever `tf.make_ndarray` raises on a malformed proto (the fallback).
   """
-  shape = _shape(proto)
+  shape = shape_of(proto)
   size = int(np.prod(shape, dtype=np.int64))
   dtype = _CONTENT_DTYPES.get(proto.dtype)
   if dtype is not None and proto.tensor_content:
