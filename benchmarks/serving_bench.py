@@ -8,8 +8,8 @@ pushed model as it is):
   - bare: the SavedModel's `rank` signature called in this process on the
     same tensors, the way the server calls it (no serialization, no gRPC);
   - backend: the server's request path in this process, without gRPC
-    (`ServingBackend.predict`: TensorProto decoding and checks, the call,
-    the response protos), which splits the overhead into request handling and
+    (`ServingBackend.predict`: the checks, the call with the request's
+    TensorProtos decoded in the graph, the response protos), which splits the overhead into request handling and
     transport;
   - sequential: one client, one request at a time, against the server;
   - concurrent: 1, 2, 4, 8 client threads (one channel each) sending at once.
@@ -18,7 +18,8 @@ the bare call (server p50 - bare p50), and the old graph's figures over the
 current one's, measured in the same run. The server runs in a subprocess
 (`python -m duia.serving.server`), as in production, so client and server do
 not share a Python interpreter; on a 2-core machine they do share the cores.
-Prints a table and saves benchmarks/results/serving_threads_<intra>_<inter>.json.
+Prints a table and saves benchmarks/results/serving_threads_<intra>_<inter>.json
+(`_batching` added with --enable_batching in --server_flags).
 
     python -m benchmarks.serving_bench --model_base_path RUN/serving/duia --root RUN
 
@@ -248,6 +249,9 @@ def main() -> None:
   parser.add_argument("--tensorflow_threads", default="0,0", metavar="INTRA,INTER",
                       help="TensorFlow's intra- and inter-op threads, in this process (the "
                            "bare and backend calls) and in the server; 0 lets it choose")
+  parser.add_argument("--results_name", default=None,
+                      help="JSON file name in benchmarks/results (default "
+                           "serving_threads_<intra>_<inter>[_batching].json)")
   args = parser.parse_args()
   intra, inter = (int(v) for v in args.tensorflow_threads.split(","))
   server_flags.set_tensorflow_threads(intra, inter)
@@ -279,8 +283,9 @@ def main() -> None:
         "'broadcast' the old one (user side per candidate), on the same weights")
   print_table(results)
   os.makedirs(os.path.join(REPO, "benchmarks", "results"), exist_ok=True)
+  batching = "_batching" if "--enable_batching" in args.server_flags else ""
   path = os.path.join(REPO, "benchmarks", "results",
-                      f"serving_threads_{intra}_{inter}.json")
+                      args.results_name or f"serving_threads_{intra}_{inter}{batching}.json")
   with open(path, "w") as f:
     json.dump({"model_base_path": args.model_base_path, "server_flags": args.server_flags,
                "tensorflow_threads": [intra, inter],

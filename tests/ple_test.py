@@ -59,7 +59,7 @@ def test_cgc_output_is_the_gated_mixture_of_experts():
                   shared_output=False)
   x = tf.random.normal([4, 2], seed=1)
   (out,) = level([x, x])
-  gate = level.task_gates[0](x).numpy()
+  gate = level.gate_weights([x, x])[0].numpy()
   task_expert = level.task_experts[0][0](x).numpy()
   shared_expert = level.shared_experts[0](x).numpy()
   expected = gate[:, :1] * task_expert + gate[:, 1:] * shared_expert  # PLE eq. 3

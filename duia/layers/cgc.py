@@ -15,10 +15,35 @@ from typing import List, Sequence
 
 import tensorflow as tf
 
+from duia.layers import softmax
+
 
 def _mlp(units: Sequence[int], name: str) -> tf.keras.Sequential:
   return tf.keras.Sequential(
       [tf.keras.layers.Dense(u, activation="relu") for u in units], name=name)
+
+
+def _apply(layer: tf.keras.layers.Layer, x, training=None) -> tf.Tensor:
+  """`layer(x)`; on a first-level input split by rows (`inputs.RowSplit`, the
+  `rank` signature), the first Dense computes the user's columns once."""
+  if not hasattr(x, "dense"):
+    return layer(x, training=training)
+  if isinstance(layer, tf.keras.Sequential):
+    y = x.dense(layer.layers[0])
+    for inner in layer.layers[1:]:
+      y = inner(y, training=training)
+    return y
+  return x.dense(layer)
+
+
+def _mix(gate: tf.Tensor, experts: List[tf.Tensor]) -> tf.Tensor:
+  """Eq. 3: sum_j gate[:, j] * experts[j], [B, U].
+
+  A broadcast multiply and a sum rather than `einsum("be,beu->bu")`: on these
+  sizes TensorFlow's oneDNN einsum kernel costs ~0.1 ms a call, the whole
+  budget of several layers at serving (benchmarks/rank_split_bench.py).
+  """
+  return tf.reduce_sum(gate[:, :, None] * tf.stack(experts, axis=1), axis=1)
 
 
 @tf.keras.utils.register_keras_serializable(package="duia")
@@ -35,7 +60,8 @@ class CGC(tf.keras.layers.Layer):
 
   Call args:
     inputs: list of `num_tasks + 1` tensors [B, D]: each task's input, then the
-      shared input. At the first level all are the same tensor.
+      shared input. At the first level all are the same tensor, or the same
+      `inputs.RowSplit` (the user's columns once, the candidates' per row).
 
   Returns:
     List of `num_tasks` tensors [B, expert_units[-1]], plus the shared one when
@@ -64,11 +90,13 @@ class CGC(tf.keras.layers.Layer):
         for k in range(num_tasks)]
     self.shared_experts = [_mlp(self.expert_units, f"shared_expert{j}")
                            for j in range(num_shared_experts)]
+    # The gates' softmax is applied in `gate_weights` (`softmax.softmax`, not
+    # oneDNN's kernel); the layers hold the logits' weights.
     self.task_gates = [
-        tf.keras.layers.Dense(num_task_experts + num_shared_experts, activation="softmax",
-                              name=f"task{k}_gate") for k in range(num_tasks)]
+        tf.keras.layers.Dense(num_task_experts + num_shared_experts, name=f"task{k}_gate")
+        for k in range(num_tasks)]
     self.shared_gate = (tf.keras.layers.Dense(
-        num_tasks * num_task_experts + num_shared_experts, activation="softmax",
+        num_tasks * num_task_experts + num_shared_experts,
         name="shared_gate") if shared_output else None)
 
   def _check_inputs(self, inputs):
@@ -79,24 +107,22 @@ class CGC(tf.keras.layers.Layer):
   def gate_weights(self, inputs: List[tf.Tensor]) -> List[tf.Tensor]:
     """The softmax gate weights [B, experts] of each task (and the shared gate)."""
     self._check_inputs(inputs)
-    gates = [gate(x) for gate, x in zip(self.task_gates, inputs[:-1])]
+    gates = [_apply(gate, x) for gate, x in zip(self.task_gates, inputs[:-1])]
     if self.shared_gate is not None:
-      gates.append(self.shared_gate(inputs[-1]))
-    return gates
+      gates.append(_apply(self.shared_gate, inputs[-1]))
+    return [softmax.softmax(g) for g in gates]
 
   def call(self, inputs: List[tf.Tensor], training=None) -> List[tf.Tensor]:
     self._check_inputs(inputs)
-    shared = [e(inputs[-1], training=training) for e in self.shared_experts]
-    per_task = [[e(x, training=training) for e in experts]
+    shared = [_apply(e, inputs[-1], training) for e in self.shared_experts]
+    per_task = [[_apply(e, x, training) for e in experts]
                 for experts, x in zip(self.task_experts, inputs[:-1])]
     gates = self.gate_weights(inputs)
     outputs = []
     for k in range(self.num_tasks):
-      stacked = tf.stack(per_task[k] + shared, axis=1)  # [B, m_k + m_s, U]
-      outputs.append(tf.einsum("be,beu->bu", gates[k], stacked))
+      outputs.append(_mix(gates[k], per_task[k] + shared))
     if self.shared_gate is not None:
-      every = [e for experts in per_task for e in experts] + shared
-      outputs.append(tf.einsum("be,beu->bu", gates[-1], tf.stack(every, axis=1)))
+      outputs.append(_mix(gates[-1], [e for experts in per_task for e in experts] + shared))
     return outputs
 
   def compute_output_shape(self, input_shape):

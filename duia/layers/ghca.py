@@ -179,7 +179,10 @@ class GHCAMemory(tf.keras.layers.Layer):
       return (i,)
     children = tf.gather(
         tf.reshape(self.level2_centers, [self.num_level1, self.num_children, self.dim]), i)
-    best_child = tf.argmax(tf.einsum("bd,bkd->bk", q, children), axis=-1, output_type=tf.int32)
+    # Multiply and sum, not einsum("bd,bkd->bk"): the same numbers, without
+    # oneDNN's einsum kernel (~0.1 ms a call at serving sizes).
+    best_child = tf.argmax(tf.reduce_sum(q[:, None, :] * children, axis=-1), axis=-1,
+                           output_type=tf.int32)
     return (i, i * self.num_children + best_child)
 
   def _gather_positive(self, q, indices):

@@ -108,11 +108,12 @@ class DUIARanker(ple_ranker.PLERanker):
     """The ranker's base input parts and each enhancement block's vector.
 
     Returns:
-      (base [list of [B, *]], {block name: [B, enhancement_dim]} in the order
-      they are concatenated, side outputs for `extra_loss`).
+      (base [list of [B, *]: `inputs.base_parts`], {block name: [B,
+      enhancement_dim]} in the order they are concatenated, side outputs for
+      `extra_loss`).
     """
     parts = self.embedding(inputs)
-    base = [parts["user"], parts["item"], parts["behaviour"], parts["dense"]]
+    base = inputs_lib.base_parts(parts)
     v_user, v_item = self.tower_vectors(parts)
     q_user = _normalize(v_user, self.duia_config.normalize)
     q_item = _normalize(v_item, self.duia_config.normalize)
@@ -138,7 +139,7 @@ class DUIARanker(ple_ranker.PLERanker):
 
   def encode(self, inputs, training=None, labels=None):
     base, enhanced, side = self.encode_parts(inputs, training=training, labels=labels)
-    return inputs_lib.concat_rows(base + list(enhanced.values())), side
+    return base + list(enhanced.values()), side
 
   def extra_loss(self, predictions, side, labels) -> Optional[tf.Tensor]:
     """DUIA eq. 1, weighted by the fused score (merge score) under stop_gradient."""

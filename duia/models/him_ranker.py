@@ -55,7 +55,7 @@ class HIMRanker(ple_ranker.PLERanker):
   def encode(self, inputs, training=None, labels=None):
     del labels  # HIM's loss needs no labels beyond the tasks'
     parts = self.embedding(inputs)
-    base = [parts["user"], parts["item"], parts["behaviour"], parts["dense"]]
+    base = inputs_lib.base_parts(parts)
     positives, positive_frequency = self.sessions(inputs, features.HIST_ITEM_IDS,
                                                   features.HIST_TS)
     negatives, negative_frequency = self.sessions(inputs, features.NEG_ITEM_IDS,
@@ -68,7 +68,7 @@ class HIMRanker(ple_ranker.PLERanker):
     hybrid, _ = self.hybrid([flat_p, flat_c, parts["item"]])
     side = {"reconstructed": reconstructed, "p_z": p_z,
             "sessions_present": him_ubp.sessions_present(positive_frequency, negative_frequency)}
-    return inputs_lib.concat_rows(base + [hybrid]), side
+    return base + [hybrid], side
 
   def extra_loss(self, predictions, side, labels):
     """alpha * L_g (eq. 8, 12) with p users of the batch as negatives."""

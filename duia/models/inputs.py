@@ -6,10 +6,11 @@ the preference list share the cat1 table; and so on. Id 0 is padding
 (see `preprocessing`), masked out of every pooled sequence.
 """
 
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence
 
 import tensorflow as tf
 
+from duia.layers import softmax
 from duia.models import features
 
 # Transformed input -> embedding table it reads.
@@ -65,6 +66,77 @@ def concat_rows(parts: Sequence[tf.Tensor]) -> tf.Tensor:
   return tf.concat(parts, axis=-1)
 
 
+def base_parts(parts: Dict[str, tf.Tensor]) -> List[tf.Tensor]:
+  """The plain ranker input [user, item, behaviour, dense] as its column blocks.
+
+  Concatenated, these are `[parts["user"], parts["item"], parts["behaviour"],
+  parts["dense"]]` column for column; kept apart, the user's blocks keep their
+  one row in the `rank` signature (see `RowSplit`).
+  """
+  return [parts["user"], parts["item"]] + parts["behaviour_parts"] + parts["dense_parts"]
+
+
+class RowSplit:
+  """The first layer's input as the user's columns [1, Du] and the candidates' [N, Dc].
+
+  `concat_rows(parts)` broadcasts the user's one row to N rows, and every
+  first-layer Dense then multiplies N copies of it. A Dense layer is linear
+  before its activation, so `W x = W_u x_u + W_c x_c` over the two column sets:
+  `dense` computes the user's share once ([1, units]) and adds it to each
+  candidate's, which is most of the first layer's work saved (two thirds of
+  DUIA's input columns are the user's). The layers keep their one kernel, so
+  checkpoints are unchanged.
+
+  Args:
+    parts: the input's column blocks in order, each [1, d_i] (user-level) or
+      [N, d_i]; at least one of each kind (see `needs_split`).
+  """
+
+  def __init__(self, parts: Sequence[tf.Tensor]):
+    user, candidates, user_columns, candidate_columns = [], [], [], []
+    offset = 0
+    for part in parts:
+      width = int(part.shape[-1])
+      columns = list(range(offset, offset + width))
+      if part.shape[0] == 1:
+        user.append(part)
+        user_columns += columns
+      else:
+        candidates.append(part)
+        candidate_columns += columns
+      offset += width
+    self.width = offset
+    self.user = tf.concat(user, axis=-1)
+    self.candidates = tf.concat(candidates, axis=-1)
+    self.user_columns = tf.constant(user_columns, tf.int32)
+    self.candidate_columns = tf.constant(candidate_columns, tf.int32)
+
+  @staticmethod
+  def needs_split(parts: Sequence[tf.Tensor]) -> bool:
+    """True where some parts have one static row and others more (the `rank` graph)."""
+    ones = [p.shape[0] == 1 for p in parts]
+    return any(ones) and not all(ones)
+
+  def dense(self, layer: tf.keras.layers.Dense) -> tf.Tensor:
+    """`layer(concat_rows(parts))`, [N, units], computing the user's share once."""
+    if not layer.built:
+      layer.build(tf.TensorShape([None, self.width]))
+    kernel = tf.convert_to_tensor(layer.kernel)
+    outputs = (tf.matmul(self.candidates, tf.gather(kernel, self.candidate_columns))
+               + tf.matmul(self.user, tf.gather(kernel, self.user_columns)))
+    if layer.use_bias:
+      outputs = tf.nn.bias_add(outputs, layer.bias)
+    return layer.activation(outputs) if layer.activation is not None else outputs
+
+
+def first_layer_input(x):
+  """The head's input: a tensor as it is; parts concatenated, or a `RowSplit`
+  where the user's parts have one row and the candidates' N."""
+  if isinstance(x, (list, tuple)):
+    return RowSplit(x) if RowSplit.needs_split(x) else concat_rows(x)
+  return x
+
+
 def masked_mean(embedded: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
   """Mean of [B, L, d] over positions whose id is not 0; zeros for empty rows."""
   mask = tf.cast(tf.not_equal(ids, 0), embedded.dtype)[..., None]
@@ -89,7 +161,7 @@ def target_attention(keys: tf.Tensor, ids: tf.Tensor, target: tf.Tensor) -> tf.T
     logits = tf.einsum("bld,bd->bl", keys, target) / scale
   valid = tf.not_equal(ids, 0)
   logits = tf.where(valid, logits, keys.dtype.min)
-  weights = tf.nn.softmax(logits, axis=-1) * tf.cast(valid, keys.dtype)
+  weights = softmax.softmax(logits) * tf.cast(valid, keys.dtype)
   if one_user:
     return tf.matmul(weights, keys[0])
   return tf.einsum("bl,bld->bd", weights, keys)
@@ -113,7 +185,9 @@ class FeatureEmbedding(tf.keras.layers.Layer):
     (profile), "item" (target item), "behaviour" (pooled and target-attended
     history, negatives), "user_behaviour" (the same without the
     target-attended history), "dense" (scaled counts), and
-    "item_core" (the target's id/cat1/cat2 embeddings, see `item_core`).
+    "item_core" (the target's id/cat1/cat2 embeddings, see `item_core`);
+    "behaviour_parts" and "dense_parts", lists of the column blocks of
+    "behaviour" and "dense" before their rows are broadcast.
   """
 
   def __init__(self, table_sizes: Dict[str, int], embedding_dim: int, **kwargs):
@@ -157,12 +231,17 @@ class FeatureEmbedding(tf.keras.layers.Layer):
     negatives = masked_mean(self._lookup(inputs, features.NEG_ITEM_IDS, SEQUENCE_TABLES),
                             inputs[xf(features.NEG_ITEM_IDS)])
     dense = [tf.reshape(tf.cast(inputs[xf(k)], tf.float32), [-1, 1]) for k in DENSE]
+    behaviour = pooled + [attended, negatives]
     return {
         "item_core": self.item_core(inputs[xf(features.ITEM_ID)], inputs[xf(features.CAT1)],
                                     inputs[xf(features.CAT2)]),
         "user": tf.concat(user, axis=-1),
         "item": tf.concat(item, axis=-1),
-        "behaviour": concat_rows(pooled + [attended, negatives]),
+        "behaviour": concat_rows(behaviour),
+        # The same two vectors as their column blocks, each with its own rows
+        # (one for the user's, in `rank`): see `base_parts`.
+        "behaviour_parts": behaviour,
+        "dense_parts": dense,
         # The behaviour without the target-attended history: what the user did,
         # whatever the candidate (the same vector for every candidate of a user).
         "user_behaviour": tf.concat(pooled + [negatives], axis=-1),

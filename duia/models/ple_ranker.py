@@ -9,7 +9,7 @@ their weighted sum. Binary tasks predict probabilities; `watch_time` predicts
 log1p(seconds) (its label is log1p'd by Transform).
 """
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
@@ -89,15 +89,17 @@ class PLERanker(tfrs.models.Model):
     self.ranking_tasks = {task: _task(task) for task in self.tasks_list}
 
   def encode(self, inputs: Dict[str, tf.Tensor], training=None,
-             labels: Optional[Dict[str, tf.Tensor]] = None) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
-    """The ranker's input vector x [B, D], and side outputs for `extra_loss`.
+             labels: Optional[Dict[str, tf.Tensor]] = None
+            ) -> Tuple[List[tf.Tensor], Dict[str, tf.Tensor]]:
+    """The ranker's input x as its column blocks, and side outputs for `extra_loss`.
 
-    Subclasses concatenate their enhancement vectors here (DUIA).
+    x is the list of blocks [B or 1, d_i] whose concatenation (`concat_rows`)
+    is the input vector [B, D]; user-level blocks keep their one row in the
+    `rank` signature, so `head` can compute their share of the first layer
+    once. Subclasses add their enhancement vectors here (DUIA).
     """
     del training, labels  # the plain PLE input needs neither
-    parts = self.embedding(inputs)
-    x = inputs_lib.concat_rows([parts["user"], parts["item"], parts["behaviour"], parts["dense"]])
-    return x, {}
+    return inputs_lib.base_parts(self.embedding(inputs)), {}
 
   def forward(self, inputs: Dict[str, tf.Tensor], training=None,
               labels: Optional[Dict[str, tf.Tensor]] = None):
@@ -105,9 +107,13 @@ class PLERanker(tfrs.models.Model):
     x, side = self.encode(inputs, training=training, labels=labels)
     return self.head(x, training=training), side
 
-  def head(self, x: tf.Tensor, training=None) -> Dict[str, tf.Tensor]:
-    """The CGC levels and task towers on the input vector x: task -> [B, 1]."""
-    level_inputs = [x] * (len(self.tasks_list) + 1)
+  def head(self, x, training=None) -> Dict[str, tf.Tensor]:
+    """The CGC levels and task towers on the input x: task -> [B, 1].
+
+    Args:
+      x: the input vector [B, D], or its column blocks (as `encode` gives them).
+    """
+    level_inputs = [inputs_lib.first_layer_input(x)] * (len(self.tasks_list) + 1)
     for level in self.levels:
       level_inputs = level(level_inputs, training=training)
     return {task: self.towers[task](level_inputs[k], training=training)

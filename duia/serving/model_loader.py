@@ -45,6 +45,11 @@ class Signature:
     from_protos: The same call on the inputs' serialized TensorProtos, one
       string tensor [len(inputs)] in `inputs`' order, decoded inside the graph
       (`tf.io.parse_tensor`); None where it could not be built.
+    headers: Input name -> (dtype enum, dims as a tuple with None for any
+      size, or None for any rank), in `inputs`' order: what the request path
+      compares a TensorProto's header with, as plain ints
+      (`TensorShape.is_compatible_with` costs ~15 us an input, a third of a
+      millisecond for the 25 inputs of `rank`).
   """
 
   name: str
@@ -52,6 +57,15 @@ class Signature:
   outputs: Tuple[str, ...]
   function: Callable[..., Mapping[str, tf.Tensor]]
   from_protos: Optional[Callable[[tf.Tensor], Mapping[str, tf.Tensor]]] = None
+  headers: Mapping[str, Tuple[int, Optional[Tuple[Optional[int], ...]]]] = dataclasses.field(
+      default_factory=dict, repr=False)
+
+  def __post_init__(self):
+    if not self.headers:
+      object.__setattr__(self, "headers", {
+          name: (spec.dtype.as_datatype_enum,
+                 None if spec.shape.rank is None else tuple(spec.shape.as_list()))
+          for name, spec in self.inputs.items()})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,7 @@ an unknown signature is INVALID_ARGUMENT here (TF Serving says
 FAILED_PRECONDITION), since it is the request that is wrong.
 """
 
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import grpc
 import numpy as np
@@ -93,6 +93,13 @@ def convert_inputs(signature: model_loader.Signature,
   return arrays
 
 
+def _fits(dims: Optional[Tuple], shape: Tuple[int, ...]) -> bool:
+  """Whether `shape` is compatible with `dims` (None: any rank; a None dim: any size)."""
+  if dims is None:
+    return True
+  return len(dims) == len(shape) and all(d is None or d == n for d, n in zip(dims, shape))
+
+
 def run_protos(signature: model_loader.Signature, inputs: Mapping[str, tensor_pb2.TensorProto],
                output_filter: Sequence[str]) -> Dict[str, np.ndarray]:
   """`run(signature, convert_inputs(...), output_aliases(...))`, decoded in the graph.
@@ -111,13 +118,17 @@ def run_protos(signature: model_loader.Signature, inputs: Mapping[str, tensor_pb
       and the problem.
   """
   _check_names(signature, inputs)
-  for name in signature.inputs:
-    _check_dtype(signature, name, inputs[name])
-    shape = tensor_codec.shape_of(inputs[name])
-    if not inputs[name].tensor_shape.unknown_rank and min(shape, default=0) >= 0:
+  serialized = []
+  for name, (dtype_enum, dims) in signature.headers.items():
+    proto = inputs[name]
+    if proto.dtype != dtype_enum:
+      _check_dtype(signature, name, proto)  # raises, with the message
+    shape = tensor_codec.shape_of(proto)
+    if not _fits(dims, shape) and not proto.tensor_shape.unknown_rank and min(shape, default=0) >= 0:
       _check_shape(signature, name, shape)  # else ParseTensor fails, and the array path says why
+    serialized.append(proto.SerializeToString())
   aliases = output_aliases(signature, output_filter)
-  serialized = tf.constant([inputs[name].SerializeToString() for name in signature.inputs])
+  serialized = tf.constant(serialized)
   try:
     outputs = signature.from_protos(serialized)
     return {alias: outputs[alias].numpy() for alias in aliases}
