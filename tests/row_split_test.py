@@ -64,3 +64,26 @@ def test_parts_with_equal_rows_are_just_concatenated():
   assert inputs_lib.first_layer_input(one_user_only).shape == (1, 5)
   tensor = tf.ones([3, 5])
   assert inputs_lib.first_layer_input(tensor) is tensor
+
+
+def test_the_rank_graph_multiplies_the_user_columns_on_one_row():
+  """In `rank`'s shapes, no first-level kernel is applied to N copies of the user."""
+  from duia.models import signatures  # pylint: disable=g-import-not-at-top
+  from tests import model_fixtures  # pylint: disable=g-import-not-at-top
+  model = model_fixtures.tiny_ranker({"duia": {
+      "variant": "duia", "user_level1": 4, "user_children": 2, "item_level1": 4,
+      "item_children": 2, "memory_dim": 8}}, 40)
+  inputs, _ = model_fixtures.transformed_batch(16, 40, 0)
+  model(inputs)  # built as training builds it
+  specs = {k: tf.TensorSpec([1 if k in signatures.USER_LEVEL_TRANSFORMED else None]
+                            + v.shape[1:], v.dtype) for k, v in inputs.items()}
+  graph = tf.function(model.serving_outputs).get_concrete_function(specs).graph
+  level0 = [op for op in graph.get_operations()
+            if op.type == "MatMul" and "cgc_level0" in op.name]
+  kernel_rows = {int(op.inputs[1].shape[0]) for op in level0 if op.inputs[1].shape.rank == 2}
+  one_row = [op for op in level0 if op.inputs[0].shape[0] == 1]
+  width = model.levels[0].shared_gate.kernel.shape[0]
+  # Every first-layer Dense (experts and gates) runs twice: user columns on one
+  # row, the candidates' columns on N; none multiplies the full width.
+  assert one_row and width not in kernel_rows
+  assert sum(int(op.inputs[1].shape[0]) for op in one_row[:1]) < width
