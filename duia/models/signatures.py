@@ -9,8 +9,9 @@
   is also computed once: Transform runs on the user's one row and the
   candidates' N rows in one call (no preprocessing op mixes user and item
   features), and the ranker meets the two only where a candidate needs the
-  user (target attention, the input concatenation), broadcasting the one row
-  there (`inputs.concat_rows`). String sequences are padded with b"" and int
+  user: target attention, and the first layer, which computes the user's
+  columns once and adds them to each candidate's (`inputs.RowSplit`). String
+  sequences are padded with b"" and int
   sequences (hist_ts, neg_ts) with 0; both paddings are dropped before
   Transform.
 """
