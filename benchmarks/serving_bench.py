@@ -9,8 +9,8 @@ pushed model as it is):
     same tensors, the way the server calls it (no serialization, no gRPC);
   - backend: the server's request path in this process, without gRPC
     (`ServingBackend.predict`: the checks, the call with the request's
-    TensorProtos decoded in the graph, the response protos), which splits the overhead into request handling and
-    transport;
+    TensorProtos decoded in the graph, the response protos), which splits the
+    overhead into request handling and transport;
   - sequential: one client, one request at a time, against the server;
   - concurrent: 1, 2, 4, 8 client threads (one channel each) sending at once.
 Reports p50/p99 latency, candidates per second, and the server's overhead over

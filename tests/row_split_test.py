@@ -1,4 +1,4 @@
-"""The first layer on the user's columns once (`inputs.RowSplit`), as in `rank`.
+"""The first layer on the user's columns once (`row_split.RowSplit`), as in `rank`.
 
 A Dense layer or a CGC level on a RowSplit must give what it gives on the
 parts concatenated with the user's row broadcast to every candidate
@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from duia.layers import cgc
+from duia.layers import row_split
 from duia.models import inputs as inputs_lib
 
 CANDIDATES = 7
@@ -29,7 +30,7 @@ def test_dense_on_the_split_equals_dense_on_the_broadcast_concatenation(activati
   layer = tf.keras.layers.Dense(8, activation=activation)
   expected = layer(inputs_lib.concat_rows(parts))
   split = inputs_lib.first_layer_input(parts)
-  assert isinstance(split, inputs_lib.RowSplit)
+  assert isinstance(split, row_split.RowSplit)
   assert split.user.shape == (1, 11) and split.candidates.shape == (CANDIDATES, 10)
   np.testing.assert_allclose(split.dense(layer), expected, rtol=1e-5, atol=1e-6)
 
@@ -49,7 +50,7 @@ def test_a_cgc_level_on_the_split_equals_it_on_the_concatenation():
 def test_an_unbuilt_dense_is_built_for_the_full_width():
   parts = _parts()
   layer = tf.keras.layers.Dense(3)
-  split = inputs_lib.RowSplit(parts)
+  split = row_split.RowSplit(parts)
   out = split.dense(layer)
   assert out.shape == (CANDIDATES, 3)
   assert layer.kernel.shape == (21, 3)

@@ -15,6 +15,7 @@ from typing import List, Sequence
 
 import tensorflow as tf
 
+from duia.layers import row_split
 from duia.layers import softmax
 
 
@@ -24,9 +25,9 @@ def _mlp(units: Sequence[int], name: str) -> tf.keras.Sequential:
 
 
 def _apply(layer: tf.keras.layers.Layer, x, training=None) -> tf.Tensor:
-  """`layer(x)`; on a first-level input split by rows (`inputs.RowSplit`, the
-  `rank` signature), the first Dense computes the user's columns once."""
-  if not hasattr(x, "dense"):
+  """`layer(x)`; on a first-level input split by rows (`row_split.RowSplit`,
+  the `rank` signature), the first Dense computes the user's columns once."""
+  if not isinstance(x, row_split.RowSplit):
     return layer(x, training=training)
   if isinstance(layer, tf.keras.Sequential):
     y = x.dense(layer.layers[0])
@@ -61,7 +62,7 @@ class CGC(tf.keras.layers.Layer):
   Call args:
     inputs: list of `num_tasks + 1` tensors [B, D]: each task's input, then the
       shared input. At the first level all are the same tensor, or the same
-      `inputs.RowSplit` (the user's columns once, the candidates' per row).
+      `row_split.RowSplit` (the user's columns once, the candidates' per row).
 
   Returns:
     List of `num_tasks` tensors [B, expert_units[-1]], plus the shared one when

@@ -10,6 +10,7 @@ from typing import Dict, List, Sequence
 
 import tensorflow as tf
 
+from duia.layers import row_split
 from duia.layers import softmax
 from duia.models import features
 
@@ -69,71 +70,18 @@ def concat_rows(parts: Sequence[tf.Tensor]) -> tf.Tensor:
 def base_parts(parts: Dict[str, tf.Tensor]) -> List[tf.Tensor]:
   """The plain ranker input [user, item, behaviour, dense] as its column blocks.
 
-  Concatenated, these are `[parts["user"], parts["item"], parts["behaviour"],
-  parts["dense"]]` column for column; kept apart, the user's blocks keep their
-  one row in the `rank` signature (see `RowSplit`).
+  Concatenated, these are the user, item, behaviour and scaled-count vectors
+  column for column; kept apart, the user's blocks keep their
+  one row in the `rank` signature (see `layers/row_split.py`).
   """
   return [parts["user"], parts["item"]] + parts["behaviour_parts"] + parts["dense_parts"]
 
 
-class RowSplit:
-  """The first layer's input as the user's columns [1, Du] and the candidates' [N, Dc].
-
-  `concat_rows(parts)` broadcasts the user's one row to N rows, and every
-  first-layer Dense then multiplies N copies of it. A Dense layer is linear
-  before its activation, so `W x = W_u x_u + W_c x_c` over the two column sets:
-  `dense` computes the user's share once ([1, units]) and adds it to each
-  candidate's, which is most of the first layer's work saved (two thirds of
-  DUIA's input columns are the user's). The layers keep their one kernel, so
-  checkpoints are unchanged.
-
-  Args:
-    parts: the input's column blocks in order, each [1, d_i] (user-level) or
-      [N, d_i]; at least one of each kind (see `needs_split`).
-  """
-
-  def __init__(self, parts: Sequence[tf.Tensor]):
-    user, candidates, user_columns, candidate_columns = [], [], [], []
-    offset = 0
-    for part in parts:
-      width = int(part.shape[-1])
-      columns = list(range(offset, offset + width))
-      if part.shape[0] == 1:
-        user.append(part)
-        user_columns += columns
-      else:
-        candidates.append(part)
-        candidate_columns += columns
-      offset += width
-    self.width = offset
-    self.user = tf.concat(user, axis=-1)
-    self.candidates = tf.concat(candidates, axis=-1)
-    self.user_columns = tf.constant(user_columns, tf.int32)
-    self.candidate_columns = tf.constant(candidate_columns, tf.int32)
-
-  @staticmethod
-  def needs_split(parts: Sequence[tf.Tensor]) -> bool:
-    """True where some parts have one static row and others more (the `rank` graph)."""
-    ones = [p.shape[0] == 1 for p in parts]
-    return any(ones) and not all(ones)
-
-  def dense(self, layer: tf.keras.layers.Dense) -> tf.Tensor:
-    """`layer(concat_rows(parts))`, [N, units], computing the user's share once."""
-    if not layer.built:
-      layer.build(tf.TensorShape([None, self.width]))
-    kernel = tf.convert_to_tensor(layer.kernel)
-    outputs = (tf.matmul(self.candidates, tf.gather(kernel, self.candidate_columns))
-               + tf.matmul(self.user, tf.gather(kernel, self.user_columns)))
-    if layer.use_bias:
-      outputs = tf.nn.bias_add(outputs, layer.bias)
-    return layer.activation(outputs) if layer.activation is not None else outputs
-
-
 def first_layer_input(x):
-  """The head's input: a tensor as it is; parts concatenated, or a `RowSplit`
-  where the user's parts have one row and the candidates' N."""
+  """The head's input: a tensor as it is; parts concatenated, or a
+  `row_split.RowSplit` where the user's parts have one row and the candidates' N."""
   if isinstance(x, (list, tuple)):
-    return RowSplit(x) if RowSplit.needs_split(x) else concat_rows(x)
+    return row_split.RowSplit(x) if row_split.needs_split(x) else concat_rows(x)
   return x
 
 
@@ -184,10 +132,10 @@ class FeatureEmbedding(tf.keras.layers.Layer):
     Dict of [B, *] tensors ([1, *] where only user features go in): "user"
     (profile), "item" (target item), "behaviour" (pooled and target-attended
     history, negatives), "user_behaviour" (the same without the
-    target-attended history), "dense" (scaled counts), and
+    target-attended history), and
     "item_core" (the target's id/cat1/cat2 embeddings, see `item_core`);
-    "behaviour_parts" and "dense_parts", lists of the column blocks of
-    "behaviour" and "dense" before their rows are broadcast.
+    "behaviour_parts", the column blocks of "behaviour" before their rows are
+    broadcast, and "dense_parts", the scaled counts [B or 1, 1] each.
   """
 
   def __init__(self, table_sizes: Dict[str, int], embedding_dim: int, **kwargs):
@@ -245,7 +193,6 @@ class FeatureEmbedding(tf.keras.layers.Layer):
         # The behaviour without the target-attended history: what the user did,
         # whatever the candidate (the same vector for every candidate of a user).
         "user_behaviour": tf.concat(pooled + [negatives], axis=-1),
-        "dense": concat_rows(dense),
     }
 
   def get_config(self):

@@ -10,7 +10,7 @@
   candidates' N rows in one call (no preprocessing op mixes user and item
   features), and the ranker meets the two only where a candidate needs the
   user: target attention, and the first layer, which computes the user's
-  columns once and adds them to each candidate's (`inputs.RowSplit`). String
+  columns once and adds them to each candidate's (`layers/row_split.py`). String
   sequences are padded with b"" and int
   sequences (hist_ts, neg_ts) with 0; both paddings are dropped before
   Transform.

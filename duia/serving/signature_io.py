@@ -61,9 +61,16 @@ def _check_dtype(signature: model_loader.Signature, name: str,
         f"{spec.dtype.name}. Received: dtype={_dtype_name(proto.dtype)}")
 
 
+def _fits(dims: Optional[Tuple], shape: Tuple[int, ...]) -> bool:
+  """Whether `shape` is compatible with `dims` (None: any rank; a None dim: any size)."""
+  if dims is None:
+    return True
+  return len(dims) == len(shape) and all(d is None or d == n for d, n in zip(dims, shape))
+
+
 def _check_shape(signature: model_loader.Signature, name: str, shape: Sequence[int]) -> None:
   spec = signature.inputs[name]
-  if not spec.shape.is_compatible_with(shape):
+  if not _fits(signature.headers[name][1], tuple(shape)):
     raise errors.RequestError(
         _INVALID, f"Input {name!r} of signature {signature.name!r} expects shape "
         f"{spec.shape} (rank {spec.shape.rank}). Received: shape={list(shape)}")
@@ -93,13 +100,6 @@ def convert_inputs(signature: model_loader.Signature,
   return arrays
 
 
-def _fits(dims: Optional[Tuple], shape: Tuple[int, ...]) -> bool:
-  """Whether `shape` is compatible with `dims` (None: any rank; a None dim: any size)."""
-  if dims is None:
-    return True
-  return len(dims) == len(shape) and all(d is None or d == n for d, n in zip(dims, shape))
-
-
 def run_protos(signature: model_loader.Signature, inputs: Mapping[str, tensor_pb2.TensorProto],
                output_filter: Sequence[str]) -> Dict[str, np.ndarray]:
   """`run(signature, convert_inputs(...), output_aliases(...))`, decoded in the graph.
@@ -119,12 +119,12 @@ def run_protos(signature: model_loader.Signature, inputs: Mapping[str, tensor_pb
   """
   _check_names(signature, inputs)
   serialized = []
-  for name, (dtype_enum, dims) in signature.headers.items():
+  for name, (dtype_enum, _) in signature.headers.items():
     proto = inputs[name]
     if proto.dtype != dtype_enum:
       _check_dtype(signature, name, proto)  # raises, with the message
     shape = tensor_codec.shape_of(proto)
-    if not _fits(dims, shape) and not proto.tensor_shape.unknown_rank and min(shape, default=0) >= 0:
+    if not proto.tensor_shape.unknown_rank and min(shape, default=0) >= 0:
       _check_shape(signature, name, shape)  # else ParseTensor fails, and the array path says why
     serialized.append(proto.SerializeToString())
   aliases = output_aliases(signature, output_filter)
