@@ -75,5 +75,7 @@ def export_graphs(root: str, model_dir: str, out_dir: str) -> Dict[str, str]:
     return model.serving_outputs(model.tft_layer(raw))
 
   exported[features.SERVING_RAW_SIGNATURE] = broadcast_rank.get_concrete_function(**specs)
+  # The old model had no `rank_users`: its server runs every rank request alone.
+  exported.pop(features.SERVING_USERS_SIGNATURE)
   model.save(os.path.join(bases[BROADCAST], "1"), save_format="tf", signatures=exported)
   return bases

@@ -43,7 +43,7 @@ def build_functions(model, tf_transform_output) -> Dict[str, Callable]:
 
   def transform(raw):
     # As `rank` does it: parsed form, Transform, the user's outputs pinned to one row.
-    return signatures.one_user_row(model.tft_layer(signatures.to_parsed_form(raw, feature_spec)))
+    return signatures.pin_user_rows(model.tft_layer(signatures.to_parsed_form(raw, feature_spec)))
 
   return {
       "transform": tf.function(transform, reduce_retracing=True),
@@ -88,7 +88,15 @@ def main() -> None:
   parser.add_argument("--candidates", default="100,1000", help="comma-separated counts")
   parser.add_argument("--users", type=int, default=20, help="sampled eval users (requests)")
   parser.add_argument("--repeats", type=int, default=300, help="timed calls per part")
+  parser.add_argument("--grappler_options", default="{}",
+                      help="JSON for tf.config.optimizer.set_experimental_options, e.g. "
+                           "'{\"remapping\": false}': grappler's passes on or off for this run")
+  parser.add_argument("--results_name", default="rank_split.json",
+                      help="JSON file name in benchmarks/results")
   args = parser.parse_args()
+  grappler = json.loads(args.grappler_options)
+  if grappler:
+    tf.config.optimizer.set_experimental_options(grappler)
 
   _, model_dir = model_loader.latest_version(args.model_base_path)
   model, tf_transform_output = rank_graphs.rebuild_model(args.root, model_dir)
@@ -98,17 +106,18 @@ def main() -> None:
     requests = serving_bench.build_requests(args.root, args.users, n, args.model_name)
     results.append({"candidates": n, "requests": len(requests),
                     "p50_ms": measure(functions, requests, args.repeats)})
-  print(f"\n1 user x N candidates, {os.cpu_count()} CPUs, p50 ms of one call from Python")
+  print(f"\n1 user x N candidates, {os.cpu_count()} CPUs, p50 ms of one call from Python; "
+        f"grappler options {grappler or 'default'}")
   print(f"{'cands':>5} " + " ".join(f"{p:>11}" for p in PARTS) + f" {'xla/graph':>10}")
   for r in results:
     m = r["p50_ms"]
     print(f"{r['candidates']:>5} " + " ".join(f"{m[p]:>11.2f}" for p in PARTS)
           + f" {m['ranker_xla'] / m['ranker']:>9.2f}x")
   os.makedirs(os.path.join(REPO, "benchmarks", "results"), exist_ok=True)
-  path = os.path.join(REPO, "benchmarks", "results", "rank_split.json")
+  path = os.path.join(REPO, "benchmarks", "results", args.results_name)
   with open(path, "w") as f:
     json.dump({"model_base_path": args.model_base_path, "cpus": os.cpu_count(),
-               "results": results}, f, indent=1)
+               "grappler_options": grappler, "results": results}, f, indent=1)
   print(f"saved {path}")
 
 

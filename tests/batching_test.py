@@ -131,3 +131,75 @@ def test_config_is_validated():
     batching.BatchingConfig(max_batch_size=0)
   with pytest.raises(ValueError, match="batch_timeout_micros"):
     batching.BatchingConfig(batch_timeout_micros=-1)
+
+
+
+class _UsersModel:
+  """A stand-in for `rank` / `rank_users`: a request is (user, candidates);
+  each candidate's score is its user's number plus its own; user 99 is bad."""
+
+  def __init__(self):
+    self.calls = []
+
+  @staticmethod
+  def _scores(request):
+    user, candidates = request
+    if user == 99:
+      raise errors.RequestError(grpc.StatusCode.INVALID_ARGUMENT, "bad user 99")
+    return {"score": user + np.arange(candidates, dtype=np.float64)}
+
+  def alone(self, request):
+    self.calls.append(1)
+    return self._scores(request)
+
+  def merged(self, requests):
+    self.calls.append(len(requests))
+    return [self._scores(r) for r in requests]  # raises if any request is bad
+
+
+def _submit_users(batcher, model, requests, users_per_call):
+  merge = batching.SeveralUsers(model.alone, candidates=lambda r: r[1],
+                                users_per_call=users_per_call)
+  results = [None] * len(requests)
+
+  def submit(i):
+    try:
+      results[i] = batcher.submit("rank", model.merged, requests[i], merge)
+    except errors.RequestError as e:
+      results[i] = e
+
+  threads = [threading.Thread(target=submit, args=(i,)) for i in range(len(requests))]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join(10)
+  return results
+
+
+def test_concurrent_rank_requests_of_different_users_share_calls_of_at_most_u():
+  model = _UsersModel()
+  batcher = batching.Batcher(batching.BatchingConfig(
+      max_batch_size=100, batch_timeout_micros=300_000, num_batch_threads=1))
+  batcher.start()
+  requests = [(u, 2 + u) for u in range(5)]
+  results = _submit_users(batcher, model, requests, users_per_call=2)
+  batcher.stop()
+  for (user, candidates), result in zip(requests, results):
+    np.testing.assert_array_equal(result["score"], user + np.arange(candidates))
+  assert max(model.calls) == 2 and sum(model.calls) == 5  # merged, never past U = 2
+  assert batcher.requests_run == 5 and batcher.batches_run >= 3
+
+
+def test_a_bad_request_in_a_merged_call_fails_alone():
+  model = _UsersModel()
+  batcher = batching.Batcher(batching.BatchingConfig(
+      max_batch_size=100, batch_timeout_micros=300_000, num_batch_threads=1))
+  batcher.start()
+  requests = [(1, 3), (99, 2), (2, 4)]
+  results = _submit_users(batcher, model, requests, users_per_call=8)
+  batcher.stop()
+  assert isinstance(results[1], errors.RequestError) and "bad user 99" in results[1].message
+  assert results[1].code == grpc.StatusCode.INVALID_ARGUMENT
+  np.testing.assert_array_equal(results[0]["score"], 1 + np.arange(3))
+  np.testing.assert_array_equal(results[2]["score"], 2 + np.arange(4))
+  assert model.calls[0] == 3 and model.calls[1:] == [1, 1, 1]  # merged, failed, each alone

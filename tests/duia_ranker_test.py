@@ -205,6 +205,39 @@ def _one_user_and_candidates(inputs, user_row: int, num_candidates: int):
   return user, items
 
 
+@pytest.mark.parametrize("variant,target_attention", [
+    ("ple", True), ("duia_items", True), ("duia_items", False), ("him", True)])
+def test_several_users_rows_score_like_each_candidates_user_repeated(variant,
+                                                                     target_attention):
+  """`rank_users`' shapes: U users' rows, N candidates and each one's user."""
+  from duia.layers import user_rows  # pylint: disable=g-import-not-at-top
+  from duia.models import signatures  # pylint: disable=g-import-not-at-top
+  model = _built(variant, user_tower_target_attention=target_attention)
+  model.fit(tf.data.Dataset.from_tensors(_batch()).repeat(3), verbose=0)  # memories move
+  inputs = _batch(seed=3)[0]
+  users = [5, 1, 7, 5]  # the last row pads the call to its static user count
+  candidate_user = tf.constant([0, 0, 1, 2, 2, 1, 0, 2, 1], tf.int32)
+  user = {k: tf.gather(v, users) for k, v in inputs.items()
+          if k in signatures.USER_LEVEL_TRANSFORMED}
+  items = {k: v[:9] for k, v in inputs.items() if k not in signatures.USER_LEVEL_TRANSFORMED}
+  specs = {k: tf.TensorSpec([len(users)] + v.shape[1:], v.dtype) for k, v in user.items()}
+  specs.update({k: tf.TensorSpec([None] + v.shape[1:], v.dtype) for k, v in items.items()})
+
+  @tf.function
+  def several(tensors, index):
+    with user_rows.several_users(index, len(users)):
+      return model.serving_outputs(tensors)
+
+  merged = several.get_concrete_function(specs, tf.TensorSpec([None], tf.int32))(
+      dict(user, **items), candidate_user)
+  per_candidate = model.serving_outputs(dict(
+      {k: tf.gather(v, candidate_user) for k, v in user.items()}, **items))
+  assert merged[features.FUSED_SCORE].shape == (9,)
+  for key in per_candidate:
+    np.testing.assert_allclose(merged[key].numpy(), per_candidate[key].numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
 # duia_items has every DUIA block (UIE, UPBE, UHSE, the item side).
 @pytest.mark.parametrize("variant,target_attention", [
     ("ple", True), ("duia_items", True), ("duia_items", False), ("him", True)])
@@ -213,7 +246,7 @@ def test_one_user_row_scores_like_the_user_repeated_per_candidate(variant, targe
   model = _built(variant, user_tower_target_attention=target_attention)
   model.fit(tf.data.Dataset.from_tensors(_batch()).repeat(3), verbose=0)  # memories move
   user, items = _one_user_and_candidates(_batch(seed=3)[0], user_row=5, num_candidates=9)
-  # One static row, as `signatures.one_user_row` pins Transform's user outputs.
+  # One static row, as `signatures.pin_user_rows` pins Transform's user outputs.
   specs = {k: tf.TensorSpec([1] + v.shape[1:], v.dtype) for k, v in user.items()}
   specs.update({k: tf.TensorSpec([None] + v.shape[1:], v.dtype) for k, v in items.items()})
   one_user = tf.function(model.serving_outputs).get_concrete_function(specs)

@@ -48,6 +48,22 @@ def test_uhse_attention_matches_the_direct_computation():
   np.testing.assert_array_equal(got.numpy()[0], np.zeros(4))
 
 
+def test_uhse_attention_on_one_history_equals_it_on_the_history_repeated():
+  """The `rank` graph's form (one user's positions [1, L], N candidates) must
+  give what the batch form gives with the user's row repeated for each."""
+  uhse, unique_vectors, v_item, positions, mask, _ = _case(seed=2)
+  indices = uhse.memory.assign(unique_vectors)
+  for row_mask in (mask[:1], np.zeros_like(mask[:1])):  # some valid positions; none
+    repeated = tf.constant(np.repeat(row_mask, 6, axis=0))
+    for level in range(2):
+      one_row = uhse.attend(level, indices[level], v_item, unique_vectors, positions[:1],
+                            tf.constant(row_mask))
+      expected = uhse.attend(level, indices[level], v_item, unique_vectors,
+                             tf.repeat(positions[:1], 6, axis=0), repeated)
+      assert one_row.shape == (6, 4)
+      np.testing.assert_allclose(one_row.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_uhse_attention_gradient_matches_the_direct_computation():
   """The regrouped softmax must train like the direct one, including large logits."""
   # Scaled queries give logits of magnitude ~50: a naive exp would overflow.

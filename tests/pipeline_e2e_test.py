@@ -172,6 +172,54 @@ def test_rank_signature_matches_serving_default_on_the_same_rows(pipeline_run):
                                rtol=1e-5, atol=1e-6)
 
 
+def test_rank_requests_of_several_users_merge_into_one_call(pipeline_run):
+  """`rank_users` (what the batcher merges concurrent `rank` requests into,
+  decoded and padded in the graph) scores every request like `rank` alone."""
+  import threading  # pylint: disable=g-import-not-at-top
+  from duia.serving import batching  # pylint: disable=g-import-not-at-top
+  from duia.serving import merged_users  # pylint: disable=g-import-not-at-top
+  from duia.serving import signature_io  # pylint: disable=g-import-not-at-top
+  config = pipeline_run
+  version, _ = model_loader.latest_version(config.serving_model_dir)
+  loaded = model_loader.load_version(config.serving_model_dir, version, config.model_name)
+  assert features.SERVING_USERS_SIGNATURE in loaded.signatures
+  samples = demo_requests.sample_requests(demo_requests.read_examples(_eval_dir(config)),
+                                          num_users=3, num_candidates=12)
+  assert len({len(s.user[features.HIST_ITEM_IDS]) for s in samples}) > 1  # lengths differ
+  protos = [client_lib.build_rank_request(s.user, s.candidates[:4 + 4 * i], s.ts)
+            for i, s in enumerate(samples)]
+  alone = [{k: tf.make_ndarray(v) for k, v in backend.predict_on(loaded, p).outputs.items()}
+           for p in protos]
+  rank = loaded.signatures[features.SERVING_RAW_SIGNATURE]
+  server._warmup(loaded, several_users=True)  # as a batching server loads a version
+  merger = merged_users.for_model(loaded)
+  assert sorted(merger._calls) == list(range(2, merger.users_per_call + 1))
+  direct = merger.run([signature_io.checked_protos(rank, p.inputs) for p in protos],
+                      [4, 8, 12], rank.outputs)
+
+  batcher = batching.Batcher(batching.BatchingConfig(batch_timeout_micros=500_000,
+                                                     num_batch_threads=1))
+  batcher.start()
+  through_batcher = [None] * len(protos)
+
+  def predict(i):
+    through_batcher[i] = backend.predict_on(loaded, protos[i], batcher)
+
+  threads = [threading.Thread(target=predict, args=(i,)) for i in range(len(protos))]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join(60)
+  batcher.stop()
+  assert batcher.requests_run == 3 and batcher.batches_run < 3  # some merged
+  for expected, merged, response in zip(alone, direct, through_batcher):
+    assert merged[features.FUSED_SCORE].shape == expected[features.FUSED_SCORE].shape
+    for key in list(config.training.tasks) + [features.FUSED_SCORE]:
+      np.testing.assert_allclose(merged[key], expected[key], rtol=1e-5, atol=1e-5)
+      np.testing.assert_allclose(tf.make_ndarray(response.outputs[key]), expected[key],
+                                 rtol=1e-5, atol=1e-5)
+
+
 def test_duia_model_reports_its_memories_and_warm_starts(pipeline_run):
   config = pipeline_run
   if config.training.duia.variant in ("ple", "him"):

@@ -1,23 +1,26 @@
 """A first-layer input split by rows: the user's columns once, the candidates' per row.
 
 The `rank` signature keeps the user's features at one row ([1, ...]) and the
-candidates' at N. Where the two meet in the ranker's input vector, a Dense
-layer need not see N copies of the user: see `RowSplit`.
+candidates' at N (`rank_users`: several users' rows, see `user_rows`). Where
+the two meet in the ranker's input vector, a Dense layer need not see N copies
+of the user: see `RowSplit`.
 """
 
 from typing import Sequence
 
 import tensorflow as tf
 
+from duia.layers import user_rows
+
 
 def needs_split(parts: Sequence[tf.Tensor]) -> bool:
-  """True where some parts have one static row and others more (the `rank` graph)."""
-  ones = [p.shape[0] == 1 for p in parts]
-  return any(ones) and not all(ones)
+  """True where some parts have the user rows and others not (the `rank` graphs)."""
+  users = [user_rows.is_user_level(p) for p in parts]
+  return any(users) and not all(users)
 
 
 class RowSplit:
-  """The first layer's input as the user's columns [1, Du] and the candidates' [N, Dc].
+  """The first layer's input as the user's columns [1 or U, Du] and the candidates' [N, Dc].
 
   `inputs.concat_rows(parts)` broadcasts the user's one row to N rows, and every
   first-layer Dense then multiplies N copies of it. A Dense layer is linear
@@ -38,7 +41,7 @@ class RowSplit:
     for part in parts:
       width = int(part.shape[-1])
       columns = list(range(offset, offset + width))
-      if part.shape[0] == 1:
+      if user_rows.is_user_level(part):
         user.append(part)
         user_columns += columns
       else:
@@ -56,8 +59,11 @@ class RowSplit:
     if not layer.built:
       layer.build(tf.TensorShape([None, self.width]))
     kernel = tf.convert_to_tensor(layer.kernel)
-    outputs = (tf.matmul(self.candidates, tf.gather(kernel, self.candidate_columns))
-               + tf.matmul(self.user, tf.gather(kernel, self.user_columns)))
+    candidates = tf.matmul(self.candidates, tf.gather(kernel, self.candidate_columns))
+    user = tf.matmul(self.user, tf.gather(kernel, self.user_columns))
+    # One user's row broadcasts over the candidates; several users' rows
+    # (`rank_users`) are gathered per candidate after the product.
+    outputs = candidates + user_rows.align(user, candidates)
     if layer.use_bias:
       outputs = tf.nn.bias_add(outputs, layer.bias)
     return layer.activation(outputs) if layer.activation is not None else outputs

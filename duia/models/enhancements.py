@@ -14,6 +14,8 @@ import tensorflow as tf
 
 from duia.layers import ghca
 from duia.layers import personal_memory
+from duia.layers import softmax
+from duia.layers import user_rows
 from duia.models import config as config_lib
 from duia.models import inputs as inputs_lib
 
@@ -190,6 +192,12 @@ class UHSE(tf.keras.layers.Layer):
     table = self.memory.level1_centers if level == 0 else self.memory.level2_centers
     mu_u = tf.gather(table, index_u)
     correlated_u = tf.reduce_sum(unique_vectors * mu_u, axis=-1) >= 0  # else retrieve gives 0
+    if positions.shape[0] == 1 and v_item.shape[0] != 1:
+      return _attend_one_history(tf.where(correlated_u[:, None], mu_u, 0.0), v_item,
+                                 positions[0], tf.cast(history_mask[0], tf.bool))
+    # rank_users: each candidate reads its own user's positions.
+    positions = user_rows.align(positions, v_item)
+    history_mask = user_rows.align(history_mask, v_item)
     valid = tf.cast(history_mask, tf.bool)
     kept = tf.logical_and(valid, tf.gather(correlated_u, positions))  # [B, L]
     counts = _count_per_center(tf.gather(index_u, positions), tf.cast(kept, v_item.dtype),
@@ -210,6 +218,28 @@ class UHSE(tf.keras.layers.Layer):
     zero_terms = tf.where(zero_logits > 0, zero_logits * tf.exp(-shift), 0.0)
     denominator = tf.reduce_sum(numerators, axis=-1, keepdims=True) + zero_terms
     return tf.math.divide_no_nan(tf.matmul(numerators, table), denominator)
+
+
+def _attend_one_history(theta_u, v_item, positions, valid):
+  """UHSE's attention for one user's history and N candidates (the `rank` graph).
+
+  The direct form of `UHSE.attend`: sum_t softmax_t(theta_t . v_item) theta_t
+  over the L valid positions, [N, L] where the regrouped form is [N, centres]
+  (in the demo config L = 50 against 64 and 256 centres; no gradient flows at
+  serving, which is what the regrouping was for).
+
+  Args:
+    theta_u: [U, d] each distinct history item's center, zeros where not
+      correlated (their logit is 0, as in `UHSE.attend`).
+    v_item: [N, d] the candidates' queries.
+    positions: [L] index into `theta_u` of each position.
+    valid: [L] bool, the non-padding positions.
+  """
+  theta = tf.gather(theta_u, positions)  # [L, d]
+  logits = tf.matmul(v_item, theta, transpose_b=True)  # [N, L]
+  logits = tf.where(valid, logits, logits.dtype.min)
+  weights = softmax.softmax(logits) * tf.cast(valid, logits.dtype)
+  return tf.matmul(weights, theta)
 
 
 def _count_per_center(center_ids, weights, num_centers: int):

@@ -105,6 +105,12 @@ FUSED_SCORE = "score"
 # --- serving ---------------------------------------------------------------------------
 SERVING_EXAMPLES_SIGNATURE = "serving_default"
 SERVING_RAW_SIGNATURE = "rank"
+# `rank` for several users in one call: the server's batcher merges concurrent
+# `rank` requests into it (serving/batching.py). Its user-level inputs have
+# RANK_USERS_PER_CALL rows; CANDIDATE_USER_INPUT [N] is each candidate's user row.
+SERVING_USERS_SIGNATURE = "rank_users"
+CANDIDATE_USER_INPUT = "candidate_user"
+RANK_USERS_PER_CALL = 4
 SERVING_EXAMPLES_INPUT = "examples"
 
 TRANSFORMED_SUFFIX = "_xf"

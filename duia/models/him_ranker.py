@@ -25,6 +25,7 @@ from duia.layers import him_hybrid
 from duia.layers import him_reorganization
 from duia.layers import him_ubc
 from duia.layers import him_ubp
+from duia.layers import user_rows
 from duia.models import config as config_lib
 from duia.models import features
 from duia.models import inputs as inputs_lib
@@ -65,7 +66,10 @@ class HIMRanker(ple_ranker.PLERanker):
     sessions = self.him_config.num_sessions
     flat_p = tf.reshape(p_z, [-1, sessions * p_z.shape[-1]])  # eq. 9
     flat_c = tf.reshape(c_z, [-1, sessions * c_z.shape[-1]])
-    hybrid, _ = self.hybrid([flat_p, flat_c, parts["item"]])
+    # One user's row broadcasts in the hybrid's products; rank_users' rows are
+    # gathered per candidate.
+    hybrid, _ = self.hybrid([user_rows.align(flat_p, parts["item"]),
+                             user_rows.align(flat_c, parts["item"]), parts["item"]])
     side = {"reconstructed": reconstructed, "p_z": p_z,
             "sessions_present": him_ubp.sessions_present(positive_frequency, negative_frequency)}
     return base + [hybrid], side

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from duia.layers import row_split
 from duia.layers import softmax
+from duia.layers import user_rows
 from duia.models import features
 
 # Transformed input -> embedding table it reads.
@@ -46,22 +47,21 @@ TABLES = sorted(set(SCALAR_TABLES.values()) | set(SEQUENCE_TABLES.values()))
 
 
 def broadcast_rows(x: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
-  """`x` [1 or B, ...] with as many rows as `like` [B, ...].
+  """`x` [user rows or B, ...] with as many rows as `like` [B, ...].
 
   The `rank` signature computes the user side once ([1, ...]) and the
-  candidates' side per candidate ([N, ...]); this is where the two meet. Only
-  a statically known single row is broadcast, so training graphs (every part
-  [B, ...]) are left exactly as they were.
+  candidates' side per candidate ([N, ...]); this is where the two meet (and
+  `rank_users`' several users' rows are gathered per candidate, see
+  `layers/user_rows.py`). Only statically known user rows are brought over, so
+  training graphs (every part [B, ...]) are left exactly as they were.
   """
-  if x.shape[0] == 1 and like.shape[0] != 1:
-    return tf.broadcast_to(x, tf.concat([tf.shape(like)[:1], tf.shape(x)[1:]], axis=0))
-  return x
+  return user_rows.broadcast(x, like)
 
 
 def concat_rows(parts: Sequence[tf.Tensor]) -> tf.Tensor:
-  """Concatenates [B, d_i] parts on the last axis; user-side parts of one row
-  are broadcast to the candidates' rows first (see `broadcast_rows`)."""
-  per_row = [p for p in parts if p.shape[0] != 1]
+  """Concatenates [B, d_i] parts on the last axis; user-side parts are brought
+  to the candidates' rows first (see `broadcast_rows`)."""
+  per_row = [p for p in parts if not user_rows.is_user_level(p)]
   if per_row and len(per_row) < len(parts):
     parts = [broadcast_rows(p, per_row[0]) for p in parts]
   return tf.concat(parts, axis=-1)
@@ -79,7 +79,8 @@ def base_parts(parts: Dict[str, tf.Tensor]) -> List[tf.Tensor]:
 
 def first_layer_input(x):
   """The head's input: a tensor as it is; parts concatenated, or a
-  `row_split.RowSplit` where the user's parts have one row and the candidates' N."""
+  `row_split.RowSplit` where the user's parts have their user rows and the
+  candidates' N."""
   if isinstance(x, (list, tuple)):
     return row_split.RowSplit(x) if row_split.needs_split(x) else concat_rows(x)
   return x
@@ -102,6 +103,7 @@ def target_attention(keys: tf.Tensor, ids: tf.Tensor, target: tf.Tensor) -> tf.T
     target: [B, d] target item embeddings.
   """
   scale = tf.sqrt(tf.cast(tf.shape(target)[-1], keys.dtype))
+  keys, ids = user_rows.align(keys, target), user_rows.align(ids, target)  # rank_users
   one_user = keys.shape[0] == 1 and target.shape[0] != 1
   if one_user:
     logits = tf.matmul(target, keys[0], transpose_b=True) / scale  # [B, L]

@@ -10,10 +10,13 @@
   candidates' N rows in one call (no preprocessing op mixes user and item
   features), and the ranker meets the two only where a candidate needs the
   user: target attention, and the first layer, which computes the user's
-  columns once and adds them to each candidate's (`layers/row_split.py`). String
-  sequences are padded with b"" and int
-  sequences (hist_ts, neg_ts) with 0; both paddings are dropped before
-  Transform.
+  columns once and adds them to each candidate's (`layers/row_split.py`).
+- `rank_users`: the same for several users in one call (the server's batcher
+  merges concurrent `rank` requests into it): user-level inputs with
+  `features.RANK_USERS_PER_CALL` rows, and `candidate_user` [N], each
+  candidate's user row.
+String sequences are padded with b"" and int sequences (hist_ts, neg_ts) with
+0; both paddings are dropped before Transform.
 """
 
 from typing import Dict
@@ -21,6 +24,7 @@ from typing import Dict
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from duia.layers import user_rows
 from duia.models import features
 
 USER_LEVEL = set(features.USER_SCALAR_STRING + features.USER_SEQUENCE_STRING
@@ -30,15 +34,16 @@ USER_LEVEL = set(features.USER_SCALAR_STRING + features.USER_SEQUENCE_STRING
 USER_LEVEL_TRANSFORMED = {features.transformed_name(key) for key in USER_LEVEL}
 
 
-def raw_input_specs() -> Dict[str, tf.TensorSpec]:
-  """TensorSpecs of the `rank` signature's inputs: user-level ones have one row."""
+def raw_input_specs(user_rows: int = 1) -> Dict[str, tf.TensorSpec]:
+  """TensorSpecs of the `rank` signature's inputs: user-level ones have `user_rows`
+  rows (one; `rank_users`: features.RANK_USERS_PER_CALL)."""
   specs = {}
   kinds = ((features.STRING_SCALARS, tf.string, 1), (features.STRING_SEQUENCES, tf.string, 2),
            (features.INT_SCALARS, tf.int64, 1), (features.INT_SEQUENCES, tf.int64, 2),
            (features.FLOAT_SCALARS, tf.float32, 1))
   for keys, dtype, rank in kinds:
     for key in keys:
-      rows = 1 if key in USER_LEVEL else None
+      rows = user_rows if key in USER_LEVEL else None
       specs[key] = tf.TensorSpec([rows] + [None] * (rank - 1), dtype, name=key)
   return specs
 
@@ -70,15 +75,15 @@ def to_parsed_form(tensors: Dict[str, tf.Tensor], feature_spec) -> Dict[str, tf.
   return out
 
 
-def one_user_row(transformed: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-  """Pins the user-level Transform outputs to one static row.
+def pin_user_rows(transformed: Dict[str, tf.Tensor], rows: int = 1) -> Dict[str, tf.Tensor]:
+  """Pins the user-level Transform outputs to their static row count.
 
-  Transform's outputs have an unknown row count; the ranker broadcasts a part
-  only where it knows statically that the part has one row
-  (`inputs.broadcast_rows`), so the user's outputs must say so.
+  Transform's outputs have an unknown row count; the ranker tells the user's
+  parts from the candidates' by their static rows (`layers/user_rows.py`), so
+  the user's outputs must say so: one row in `rank`, U in `rank_users`.
   """
-  return {key: tf.ensure_shape(value, [1] + value.shape[1:]) if key in USER_LEVEL_TRANSFORMED
-          else value for key, value in transformed.items()}
+  return {key: tf.ensure_shape(value, [rows] + value.shape[1:])
+          if key in USER_LEVEL_TRANSFORMED else value for key, value in transformed.items()}
 
 
 def make_serving_signatures(model: tf.keras.Model,
@@ -104,9 +109,21 @@ def make_serving_signatures(model: tf.keras.Model,
   @tf.function
   def serve_raw(**tensors):
     transformed = model.tft_layer(to_parsed_form(tensors, feature_spec))
-    return model.serving_outputs(one_user_row(transformed))
+    return model.serving_outputs(pin_user_rows(transformed))
 
+  users = features.RANK_USERS_PER_CALL
+
+  @tf.function
+  def serve_users(**tensors):
+    candidate_user = tensors.pop(features.CANDIDATE_USER_INPUT)
+    with user_rows.several_users(candidate_user, users):
+      transformed = model.tft_layer(to_parsed_form(tensors, feature_spec))
+      return model.serving_outputs(pin_user_rows(transformed, users))
+
+  users_specs = dict(raw_input_specs(users), **{features.CANDIDATE_USER_INPUT: tf.TensorSpec(
+      [None], tf.int32, name=features.CANDIDATE_USER_INPUT)})
   return {
       features.SERVING_EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
       features.SERVING_RAW_SIGNATURE: serve_raw.get_concrete_function(**raw_input_specs()),
+      features.SERVING_USERS_SIGNATURE: serve_users.get_concrete_function(**users_specs),
   }

@@ -6,7 +6,8 @@ response protos and raises `errors.RequestError` with the status code the
 request is answered with.
 
 - Predict: any signature; batched (`batching.py`) when a batcher is given and
-  the request's inputs share their 0-th dimension.
+  the request's inputs share their 0-th dimension, and `rank` requests of a
+  model that has `rank_users` merged into it across users.
 - Classify / Regress: only on signatures whose method name says so
   (`tensorflow/serving/classify` / `regress`) and which take serialized
   tf.Examples, as TF Serving requires; other signatures are INVALID_ARGUMENT
@@ -29,6 +30,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import regression_pb2
 
 from duia.serving import batching
+from duia.serving import merged_users
 from duia.serving import errors
 from duia.serving import model_loader
 from duia.serving import model_store
@@ -214,7 +216,11 @@ def predict_on(model: model_loader.LoadedModel, request: predict_pb2.PredictRequ
   runs a version before it is served.
   """
   signature = signature_io.resolve_signature(model, request.model_spec)
-  if batcher is None and signature.from_protos is not None:
+  key = (model.name, model.version, signature.name)
+  if batcher is not None and merged_users.available(model, signature):
+    outputs = _rank_merged(model, signature, request, batcher, key)
+    aliases = list(outputs)
+  elif batcher is None and signature.from_protos is not None:
     outputs = signature_io.run_protos(signature, request.inputs, request.output_filter)
     aliases = list(outputs)
   else:
@@ -222,8 +228,7 @@ def predict_on(model: model_loader.LoadedModel, request: predict_pb2.PredictRequ
     arrays = signature_io.convert_inputs(signature, request.inputs)
     aliases = signature_io.output_aliases(signature, request.output_filter)
     if batcher is not None and batching.batchable(arrays):
-      outputs = batcher.submit((model.name, model.version, signature.name),
-                               lambda merged: signature_io.run(signature, merged), arrays)
+      outputs = batcher.submit(key, lambda merged: signature_io.run(signature, merged), arrays)
     else:
       outputs = signature_io.run(signature, arrays, aliases)
   response = predict_pb2.PredictResponse()
@@ -231,6 +236,28 @@ def predict_on(model: model_loader.LoadedModel, request: predict_pb2.PredictRequ
   for alias in aliases:
     response.outputs[alias].CopyFrom(tensor_codec.to_proto(outputs[alias]))
   return response
+
+
+def _rank_merged(model: model_loader.LoadedModel, rank: model_loader.Signature,
+                 request: predict_pb2.PredictRequest, batcher: batching.Batcher,
+                 key) -> Dict[str, np.ndarray]:
+  """A `rank` request through the batcher, merged with other users' into
+  `rank_users` (`merged_users.py`); alone, or with a header the merge cannot
+  read, it runs as without batching (`signature_io.run_protos`)."""
+  aliases = signature_io.output_aliases(rank, request.output_filter)
+  merger = merged_users.for_model(model)
+  serialized = signature_io.checked_protos(rank, request.inputs)
+  item = request.inputs[merger.candidate_input]
+  if item.tensor_shape.unknown_rank or not item.tensor_shape.dim or item.tensor_shape.dim[0].size < 0:
+    return signature_io.run_protos(rank, request.inputs, request.output_filter)
+  merge = batching.SeveralUsers(
+      run_alone=lambda r: signature_io.run_protos(rank, r[0].inputs, r[0].output_filter),
+      candidates=lambda r: r[2], users_per_call=merger.users_per_call)
+  outputs = batcher.submit(
+      key, lambda requests: merger.run([r[1] for r in requests], [r[2] for r in requests],
+                                       rank.outputs),
+      (request, serialized, item.tensor_shape.dim[0].size), merge)
+  return {alias: outputs[alias] for alias in aliases}
 
 
 def _set_spec(spec: model_pb2.ModelSpec, model: model_loader.LoadedModel,

@@ -1,12 +1,18 @@
 """Server-side batching of concurrent requests, after TF Serving's batching.
 
 Concurrent requests for the same signature of the same version are merged
-along dimension 0 into one model call, then the outputs are split back. As in
-TF Serving, a request is batchable only if all its inputs share the same 0-th
-dimension (its row count): the `rank` signature, whose user inputs have
-dimension 1 and candidates N, is not, and runs on its own. Requests whose
-inputs differ in the other dimensions (e.g. padded to other lengths) are never
-merged with each other.
+into one model call, then the outputs are split back. How a batch is merged
+is the request's `Merge`:
+
+- `ConcatRows` (TF Serving's rule): every input is concatenated along
+  dimension 0. A request is batchable only if all its inputs share the same
+  0-th dimension (its row count), and requests whose inputs differ in the
+  other dimensions (e.g. padded to other lengths) are never merged.
+- `SeveralUsers`, for `rank`, whose user inputs have one row and the
+  candidates' N: up to U requests of different users go into one call of the
+  model's `rank_users` signature (`merged_users.py`), so concurrent requests
+  share the graph's per-call cost instead of queueing for the cores one by
+  one. A lone request runs on `rank`.
 
 Knobs and defaults follow TF Serving's batching guide for CPU-only serving
 (tensorflow_serving/batching/README.md, "CPU-only: One Approach"):
@@ -32,7 +38,7 @@ import dataclasses
 import os
 import threading
 import time
-from typing import Callable, Deque, Dict, Hashable, List, Mapping, Optional
+from typing import Any, Callable, Deque, Dict, Hashable, List, Mapping, Optional, Sequence, Union
 
 import grpc
 import numpy as np
@@ -80,14 +86,108 @@ def _shape_key(arrays: Arrays):
   return tuple(sorted((name, a.shape[1:]) for name, a in arrays.items()))
 
 
+class ConcatRows:
+  """Merges requests by concatenating every input along dimension 0 (TF Serving's rule).
+
+  Requests share a call only if their inputs agree in every other dimension.
+  """
+
+  max_requests: Optional[int] = None
+
+  def key(self, arrays: Arrays) -> Hashable:
+    return _shape_key(arrays)
+
+  def rows(self, arrays: Arrays) -> int:
+    return next(iter(arrays.values())).shape[0]
+
+  def run(self, runner: Runner, requests: Sequence[Arrays]) -> List[Dict[str, np.ndarray]]:
+    """Every request's outputs from one `runner` call on the merged inputs."""
+    if len(requests) == 1:
+      return [runner(requests[0])]
+    merged = {name: np.concatenate([r[name] for r in requests]) for name in requests[0]}
+    rows = [self.rows(r) for r in requests]
+    return _split_rows(runner(merged), rows)
+
+
+def _split_rows(outputs: Dict[str, np.ndarray], rows: Sequence[int]) -> List[Dict[str, np.ndarray]]:
+  total = sum(rows)
+  bad = sorted(n for n, a in outputs.items() if a.ndim == 0 or a.shape[0] != total)
+  if bad:
+    raise errors.RequestError(
+        grpc.StatusCode.INTERNAL,
+        f"Outputs {bad} do not have one row per input row, so a merged batch "
+        f"cannot be split; serve this model with batching off.")
+  offsets = np.cumsum(rows)[:-1]
+  split = {name: np.split(array, offsets) for name, array in outputs.items()}
+  return [{name: parts[i] for name, parts in split.items()} for i in range(len(rows))]
+
+
+class SeveralUsers:
+  """Merges `rank` requests of different users into one call over several users.
+
+  The requests are opaque here; the two callables know them
+  (`merged_users.py`: the serialized TensorProtos, merged inside the graph).
+
+  Args:
+    run_alone: Runs one request on its own (`rank`: the one-user graph is the
+      cheaper one for a lone request).
+    candidates: A request's candidate count, its size against `max_batch_size`.
+    users_per_call: Most requests in one call (the graph's static user rows).
+
+  The batcher's runner for these requests takes the list of requests and
+  returns each one's outputs. If a merged call fails, every request of it
+  runs alone, so one bad request gets its own error and fails no other.
+  """
+
+  def __init__(self, run_alone: Callable[[Any], Dict[str, np.ndarray]],
+               candidates: Callable[[Any], int], users_per_call: int):
+    self.run_alone = run_alone
+    self.candidates = candidates
+    self.max_requests = users_per_call
+
+  def key(self, request) -> Hashable:
+    del request  # any two `rank` requests merge: sequences are padded
+    return "several_users"
+
+  def rows(self, request) -> int:
+    return self.candidates(request)
+
+  def run(self, runner: Callable[[Sequence[Any]], List[Dict[str, np.ndarray]]],
+          requests: Sequence[Any]) -> List[Dict[str, np.ndarray]]:
+    if len(requests) > 1:
+      try:
+        return runner(requests)
+      except Exception:  # pylint: disable=broad-except
+        pass  # each request alone below: its own result or its own error
+    return [_outcome(self.run_alone, r) for r in requests]
+
+
+class _Failed:
+  """A request's own error, when requests of one batch end differently."""
+
+  def __init__(self, error: BaseException):
+    self.error = error
+
+
+def _outcome(run, request):
+  try:
+    return run(request)
+  except Exception as e:  # pylint: disable=broad-except
+    return _Failed(e)
+
+
+Merge = Union[ConcatRows, SeveralUsers]
+
+
 class _Task:
   """One request waiting in the queue."""
 
-  def __init__(self, key: Hashable, runner: Runner, arrays: Arrays):
-    self.key = (key, _shape_key(arrays))
+  def __init__(self, key: Hashable, runner: Runner, arrays: Arrays, merge: Merge):
+    self.key = (key, merge.key(arrays))
     self.runner = runner
     self.arrays = arrays
-    self.rows = next(iter(arrays.values())).shape[0]
+    self.merge = merge
+    self.rows = merge.rows(arrays)
     self.enqueued = time.monotonic()
     self.done = threading.Event()
     self.outputs: Optional[Dict[str, np.ndarray]] = None
@@ -130,22 +230,27 @@ class Batcher:
       thread.join()
     self._threads = []
 
-  def submit(self, key: Hashable, runner: Runner, arrays: Arrays) -> Dict[str, np.ndarray]:
+  def submit(self, key: Hashable, runner: Runner, arrays: Arrays,
+             merge: Optional[Merge] = None) -> Dict[str, np.ndarray]:
     """Queues one batchable request and waits for its outputs.
 
     Args:
       key: Requests with equal keys may share a call (model, version, signature).
-      runner: Calls the model on (merged) arrays and returns every output.
-      arrays: The request's inputs, all with the same 0-th dimension.
+      runner: `ConcatRows`: calls the model on merged arrays and returns
+        every output; `SeveralUsers`: runs a list of requests in one call and
+        returns each one's outputs.
+      arrays: The request: its inputs, all with the same 0-th dimension, for
+        `ConcatRows`; what `SeveralUsers`' callables take for it.
+      merge: How requests are merged; `ConcatRows` if None.
 
     Returns:
-      Every output of `runner`, this request's rows only.
+      This request's outputs.
 
     Raises:
       errors.RequestError: RESOURCE_EXHAUSTED if the queue is full,
         UNAVAILABLE if the batcher is stopping; or what `runner` raised.
     """
-    task = _Task(key, runner, arrays)
+    task = _Task(key, runner, arrays, merge or ConcatRows())
     with self._cond:
       if self._stopping:
         raise errors.RequestError(grpc.StatusCode.UNAVAILABLE, "The server is shutting down.")
@@ -165,7 +270,10 @@ class Batcher:
     return task.outputs
 
   def _take_matching(self, batch: List[_Task], rows: int) -> int:
+    most = batch[0].merge.max_requests
     for task in list(self._queue):
+      if most is not None and len(batch) >= most:
+        break
       if task.key == batch[0].key and rows + task.rows <= self.config.max_batch_size:
         self._queue.remove(task)
         self._queued_rows -= task.rows
@@ -184,7 +292,9 @@ class Batcher:
       batch = [first]
       rows = self._take_matching(batch, first.rows)
       deadline = first.enqueued + self.config.batch_timeout_micros / 1e6
-      while rows < self.config.max_batch_size and not self._stopping:
+      most = first.merge.max_requests
+      while (rows < self.config.max_batch_size and not self._stopping
+             and (most is None or len(batch) < most)):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
           break
@@ -201,23 +311,12 @@ class Batcher:
 
   def _run(self, batch: List[_Task]) -> None:
     try:
-      if len(batch) == 1:
-        batch[0].outputs = batch[0].runner(batch[0].arrays)
-      else:
-        merged = {name: np.concatenate([t.arrays[name] for t in batch])
-                  for name in batch[0].arrays}
-        outputs = batch[0].runner(merged)
-        total = sum(t.rows for t in batch)
-        bad = sorted(n for n, a in outputs.items() if a.ndim == 0 or a.shape[0] != total)
-        if bad:
-          raise errors.RequestError(
-              grpc.StatusCode.INTERNAL,
-              f"Outputs {bad} do not have one row per input row, so a merged batch "
-              f"cannot be split; serve this model with batching off.")
-        offsets = np.cumsum([t.rows for t in batch])[:-1]
-        split = {name: np.split(array, offsets) for name, array in outputs.items()}
-        for i, task in enumerate(batch):
-          task.outputs = {name: parts[i] for name, parts in split.items()}
+      outputs = batch[0].merge.run(batch[0].runner, [t.arrays for t in batch])
+      for task, task_outputs in zip(batch, outputs):
+        if isinstance(task_outputs, _Failed):
+          task.error = task_outputs.error
+        else:
+          task.outputs = task_outputs
     except BaseException as e:  # pylint: disable=broad-except
       for task in batch:
         task.error = e

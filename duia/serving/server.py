@@ -29,6 +29,7 @@ Usage:
 
 import concurrent.futures
 import dataclasses
+import functools
 import logging
 import signal
 import threading
@@ -39,9 +40,11 @@ import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from duia.models import features
 from duia.serving import backend as backend_lib
 from duia.serving import batching as batching_lib
 from duia.serving import errors
+from duia.serving import merged_users
 from duia.serving import model_loader
 from duia.serving import model_store
 from duia.serving import rest
@@ -159,10 +162,18 @@ def _address(host: str, port: int) -> str:
   return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _warmup(model: model_loader.LoadedModel) -> None:
+def _warmup(model: model_loader.LoadedModel, several_users: bool = False) -> None:
+  """Replays the version's warmup requests; with `several_users` (batching on)
+  also runs its `rank` requests merged, so the first merged call of
+  concurrent users does not pay for instantiating `rank_users`."""
   from duia.serving import warmup  # pylint: disable=g-import-not-at-top
   requests = warmup.read_warmup_requests(model.path)
   count = warmup.replay(requests, lambda r: backend_lib.predict_on(model, r))
+  rank = [r.inputs for r in requests
+          if r.model_spec.signature_name == features.SERVING_RAW_SIGNATURE]
+  if several_users and rank and features.SERVING_USERS_SIGNATURE in model.signatures:
+    merged_users.warm_up(model, rank)
+    logging.info("Warmed up %r's merged rank_users graphs", model.name)
   logging.info("Warmed up model %r version %d with %d requests", model.name,
                model.version, count)
 
@@ -180,7 +191,8 @@ class ModelServer:
     self.config = config
     self.store = model_store.ModelStore(
         config.model_base_path, config.model_name, config.policy,
-        warmup=_warmup if config.warmup else None)
+        warmup=functools.partial(_warmup, several_users=config.batching is not None)
+        if config.warmup else None)
     self.batcher = batching_lib.Batcher(config.batching) if config.batching else None
     self.backend = backend_lib.ServingBackend({config.model_name: self.store}, self.batcher)
     self._grpc: Optional[grpc.Server] = None

@@ -100,6 +100,28 @@ def convert_inputs(signature: model_loader.Signature,
   return arrays
 
 
+def checked_protos(signature: model_loader.Signature,
+                   inputs: Mapping[str, tensor_pb2.TensorProto]) -> List[bytes]:
+  """The inputs' serialized TensorProtos in `signature.headers`' order, after
+  checking names, dtypes and the shapes the protos declare (a payload that
+  disagrees with its header fails later, in `ParseTensor`).
+
+  Raises:
+    errors.RequestError: INVALID_ARGUMENT naming the input and the problem.
+  """
+  _check_names(signature, inputs)
+  serialized = []
+  for name, (dtype_enum, _) in signature.headers.items():
+    proto = inputs[name]
+    if proto.dtype != dtype_enum:
+      _check_dtype(signature, name, proto)  # raises, with the message
+    shape = tensor_codec.shape_of(proto)
+    if not proto.tensor_shape.unknown_rank and min(shape, default=0) >= 0:
+      _check_shape(signature, name, shape)  # else ParseTensor fails, and the array path says why
+    serialized.append(proto.SerializeToString())
+  return serialized
+
+
 def run_protos(signature: model_loader.Signature, inputs: Mapping[str, tensor_pb2.TensorProto],
                output_filter: Sequence[str]) -> Dict[str, np.ndarray]:
   """`run(signature, convert_inputs(...), output_aliases(...))`, decoded in the graph.
@@ -117,16 +139,7 @@ def run_protos(signature: model_loader.Signature, inputs: Mapping[str, tensor_pb
     errors.RequestError: INVALID_ARGUMENT naming the input (or output alias)
       and the problem.
   """
-  _check_names(signature, inputs)
-  serialized = []
-  for name, (dtype_enum, _) in signature.headers.items():
-    proto = inputs[name]
-    if proto.dtype != dtype_enum:
-      _check_dtype(signature, name, proto)  # raises, with the message
-    shape = tensor_codec.shape_of(proto)
-    if not proto.tensor_shape.unknown_rank and min(shape, default=0) >= 0:
-      _check_shape(signature, name, shape)  # else ParseTensor fails, and the array path says why
-    serialized.append(proto.SerializeToString())
+  serialized = checked_protos(signature, inputs)
   aliases = output_aliases(signature, output_filter)
   serialized = tf.constant(serialized)
   try:
