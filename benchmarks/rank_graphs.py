@@ -11,6 +11,7 @@ weights in one run, whatever code exported the pushed model
 
 import glob
 import os
+import shutil
 from typing import Dict
 
 import tensorflow as tf
@@ -78,4 +79,10 @@ def export_graphs(root: str, model_dir: str, out_dir: str) -> Dict[str, str]:
   # The old model had no `rank_users`: its server runs every rank request alone.
   exported.pop(features.SERVING_USERS_SIGNATURE)
   model.save(os.path.join(bases[BROADCAST], "1"), save_format="tf", signatures=exported)
+  # The pushed model's assets.extra (its config and TF Serving warmup requests),
+  # so that the server warms both exports up as it warms the pushed one.
+  extra = os.path.join(model_dir, "assets.extra")
+  if tf.io.gfile.isdir(extra):
+    for base in bases.values():
+      shutil.copytree(extra, os.path.join(base, "1", "assets.extra"))
   return bases

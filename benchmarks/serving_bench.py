@@ -11,6 +11,9 @@ pushed model as it is):
     (`ServingBackend.predict`: the checks, the call with the request's
     TensorProtos decoded in the graph, the response protos), which splits the
     overhead into request handling and transport;
+  - merged: U requests of different users in one `rank_users` call in this
+    process (what the server's batcher makes of concurrent `rank` requests),
+    p50 per call divided by U: a request's share;
   - sequential: one client, one request at a time, against the server;
   - concurrent: 1, 2, 4, 8 client threads (one channel each) sending at once.
 Reports p50/p99 latency, candidates per second, and the server's overhead over
@@ -118,6 +121,40 @@ def time_backend(model_base_path: str, model_name: str, requests, repeats: int):
   return _percentiles(latencies)
 
 
+def time_merged(model_base_path: str, requests, repeats: int) -> Dict[str, float]:
+  """U requests of different users as one `rank_users` call, in process, as the
+  batcher merges concurrent ones (`merged_users`); per request and per call.
+
+  Empty for a model without `rank_users` (the old graph).
+  """
+  from duia.serving import merged_users  # pylint: disable=g-import-not-at-top
+  from duia.serving import signature_io  # pylint: disable=g-import-not-at-top
+  version, _ = model_loader.latest_version(model_base_path)
+  loaded = model_loader.load_version(model_base_path, version, "bench")
+  rank = loaded.signatures[features.SERVING_RAW_SIGNATURE]
+  if not merged_users.available(loaded, rank):
+    return {}
+  merger = merged_users.for_model(loaded)
+  serialized = [signature_io.checked_protos(rank, r.inputs) for r in requests]
+  counts = [merger.candidates(r.inputs) for r in requests]
+  users = merger.users_per_call
+
+  def call(i):
+    chosen = [(i * users + j) % len(requests) for j in range(users)]
+    merger.run([serialized[c] for c in chosen], [counts[c] for c in chosen], rank.outputs)
+
+  for i in range(5):
+    call(i)  # tracing for k = U, and warm-up
+  latencies = []
+  for i in range(max(50, repeats // users)):
+    start = time.perf_counter()
+    call(i)
+    latencies.append(time.perf_counter() - start)
+  per_call = _percentiles(latencies)
+  return {"users_per_call": users, "p50_ms_per_call": per_call["p50_ms"],
+          "p50_ms_per_request": round(per_call["p50_ms"] / users, 3)}
+
+
 def _free_port() -> int:
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
@@ -183,6 +220,7 @@ def measure(model_base_path: str, model_name: str, requests, args) -> Dict:
   """Every measurement of one model and one candidate count."""
   bare = time_bare(model_base_path, requests, args.requests)
   in_process = time_backend(model_base_path, model_name, requests, args.requests)
+  merged = time_merged(model_base_path, requests, args.requests)
   process, target = start_server_process(model_base_path, model_name, args.server_flags.split())
   try:
     sequential = time_clients(target, requests, 1, args.requests)
@@ -191,7 +229,8 @@ def measure(model_base_path: str, model_name: str, requests, args) -> Dict:
   finally:
     process.terminate()
     process.wait(30)
-  return {"bare": bare, "backend_in_process": in_process, "sequential": sequential,
+  return {"bare": bare, "backend_in_process": in_process, "merged_in_process": merged,
+          "sequential": sequential,
           "concurrent": concurrent,
           "overhead_p50_ms": round(sequential["p50_ms"] - bare["p50_ms"], 3)}
 
@@ -204,6 +243,7 @@ def _history_lengths(requests) -> float:
 def print_table(results: List[Dict]) -> None:
   clients = [c["clients"] for c in results[0]["measured"]["concurrent"]]
   header = (f"{'graph':<10} {'cands':>5} {'bare p50':>9} {'bare p99':>9} {'backend':>8} "
+            f"{'merged/req':>10} "
             f"{'seq p50':>8} {'seq p99':>8} {'overhead':>9} "
             + " ".join(f"{f'{c} cl cand/s':>13}" for c in clients))
   print(header)
@@ -211,6 +251,7 @@ def print_table(results: List[Dict]) -> None:
     m = r["measured"]
     print(f"{r['graph']:<10} {r['candidates']:>5} {m['bare']['p50_ms']:>9.2f} "
           f"{m['bare']['p99_ms']:>9.2f} {m['backend_in_process']['p50_ms']:>8.2f} "
+          f"{m['merged_in_process'].get('p50_ms_per_request', float('nan')):>10.2f} "
           f"{m['sequential']['p50_ms']:>8.2f} {m['sequential']['p99_ms']:>8.2f} "
           f"{m['overhead_p50_ms']:>9.2f} "
           + " ".join(f"{c['candidates_per_s']:>13,}" for c in m["concurrent"]))

@@ -203,3 +203,33 @@ def test_a_bad_request_in_a_merged_call_fails_alone():
   np.testing.assert_array_equal(results[0]["score"], 1 + np.arange(3))
   np.testing.assert_array_equal(results[2]["score"], 2 + np.arange(4))
   assert model.calls[0] == 3 and model.calls[1:] == [1, 1, 1]  # merged, failed, each alone
+
+
+def test_an_idle_batcher_runs_a_request_in_its_callers_thread_and_bounds_concurrency():
+  """batch_timeout_micros=0: nothing to merge with and a free slot -> no hand-off;
+  and never more than num_batch_threads calls at once, callers' included."""
+  running, most, threads_seen = [0], [0], set()
+  lock = threading.Lock()
+
+  def runner(arrays):
+    with lock:
+      running[0] += 1
+      most[0] = max(most[0], running[0])
+      threads_seen.add(threading.get_ident())
+    threading.Event().wait(0.02)
+    with lock:
+      running[0] -= 1
+    return {"y": arrays["x"] * 2.0}
+
+  batcher = batching.Batcher(batching.BatchingConfig(batch_timeout_micros=0,
+                                                     num_batch_threads=2))
+  batcher.start()
+  assert batcher.submit("m", runner, {"x": np.ones([1, 1])})["y"][0, 0] == 2.0
+  assert threads_seen == {threading.get_ident()}
+  threads, results = _submit_all(batcher, runner, [np.full([1, 1], float(i)) for i in range(12)])
+  for t in threads:
+    t.join(10)
+  batcher.stop()
+  for i, out in enumerate(results):
+    np.testing.assert_array_equal(out["y"], [[2.0 * i]])
+  assert most[0] <= 2 and batcher.requests_run == 13

@@ -248,10 +248,11 @@ def _rank_merged(model: model_loader.LoadedModel, rank: model_loader.Signature,
   merger = merged_users.for_model(model)
   serialized = signature_io.checked_protos(rank, request.inputs)
   item = request.inputs[merger.candidate_input]
-  if item.tensor_shape.unknown_rank or not item.tensor_shape.dim or item.tensor_shape.dim[0].size < 0:
+  if (rank.from_protos is None or item.tensor_shape.unknown_rank or not item.tensor_shape.dim
+      or item.tensor_shape.dim[0].size < 0):
     return signature_io.run_protos(rank, request.inputs, request.output_filter)
   merge = batching.SeveralUsers(
-      run_alone=lambda r: signature_io.run_protos(rank, r[0].inputs, r[0].output_filter),
+      run_alone=lambda r: signature_io.run_serialized(rank, r[1], r[0].inputs, aliases),
       candidates=lambda r: r[2], users_per_call=merger.users_per_call)
   outputs = batcher.submit(
       key, lambda requests: merger.run([r[1] for r in requests], [r[2] for r in requests],

@@ -139,11 +139,16 @@ def run_protos(signature: model_loader.Signature, inputs: Mapping[str, tensor_pb
     errors.RequestError: INVALID_ARGUMENT naming the input (or output alias)
       and the problem.
   """
-  serialized = checked_protos(signature, inputs)
-  aliases = output_aliases(signature, output_filter)
-  serialized = tf.constant(serialized)
+  return run_serialized(signature, checked_protos(signature, inputs), inputs,
+                        output_aliases(signature, output_filter))
+
+
+def run_serialized(signature: model_loader.Signature, serialized: Sequence[bytes],
+                   inputs: Mapping[str, tensor_pb2.TensorProto],
+                   aliases: Sequence[str]) -> Dict[str, np.ndarray]:
+  """`run_protos` after its checks: `serialized` from `checked_protos(signature, inputs)`."""
   try:
-    outputs = signature.from_protos(serialized)
+    outputs = signature.from_protos(tf.constant(list(serialized)))
     return {alias: outputs[alias].numpy() for alias in aliases}
   except Exception:  # pylint: disable=broad-except
     return run(signature, convert_inputs(signature, inputs), aliases)
