@@ -61,15 +61,21 @@ def _train_worker() -> dict:
           "moved": {name: bool(np.any(after[name] != before[name])) for name in after}}
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
+def _free_ports(count: int):
+  """`count` distinct free loopback ports (held open together, so no repeats)."""
+  sockets = [socket.socket() for _ in range(count)]
+  try:
+    for s in sockets:
+      s.bind(("127.0.0.1", 0))
+    return [s.getsockname()[1] for s in sockets]
+  finally:
+    for s in sockets:
+      s.close()
 
 
 @pytest.fixture(scope="module")
 def workers():
-  cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
+  cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
   procs = []
   for index in range(2):
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2",
