@@ -128,20 +128,19 @@ def time_merged(model_base_path: str, requests, repeats: int) -> Dict[str, float
   Empty for a model without `rank_users` (the old graph).
   """
   from duia.serving import merged_users  # pylint: disable=g-import-not-at-top
-  from duia.serving import signature_io  # pylint: disable=g-import-not-at-top
   version, _ = model_loader.latest_version(model_base_path)
   loaded = model_loader.load_version(model_base_path, version, "bench")
   rank = loaded.signatures[features.SERVING_RAW_SIGNATURE]
   if not merged_users.available(loaded, rank):
     return {}
   merger = merged_users.for_model(loaded)
-  serialized = [signature_io.checked_protos(rank, r.inputs) for r in requests]
-  counts = [merger.candidates(r.inputs) for r in requests]
+  # Checked and serialized beforehand, as the server's request threads do.
+  checked = [merger.checked(r.inputs) for r in requests]
   users = merger.users_per_call
 
   def call(i):
-    chosen = [(i * users + j) % len(requests) for j in range(users)]
-    merger.run([serialized[c] for c in chosen], [counts[c] for c in chosen], rank.outputs)
+    chosen = [checked[(i * users + j) % len(checked)] for j in range(users)]
+    merger.run([c[0] for c in chosen], [c[1] for c in chosen], rank.outputs)
 
   for i in range(5):
     call(i)  # tracing for k = U, and warm-up

@@ -178,7 +178,6 @@ def test_rank_requests_of_several_users_merge_into_one_call(pipeline_run):
   import threading  # pylint: disable=g-import-not-at-top
   from duia.serving import batching  # pylint: disable=g-import-not-at-top
   from duia.serving import merged_users  # pylint: disable=g-import-not-at-top
-  from duia.serving import signature_io  # pylint: disable=g-import-not-at-top
   config = pipeline_run
   version, _ = model_loader.latest_version(config.serving_model_dir)
   loaded = model_loader.load_version(config.serving_model_dir, version, config.model_name)
@@ -194,8 +193,9 @@ def test_rank_requests_of_several_users_merge_into_one_call(pipeline_run):
   server._warmup(loaded, several_users=True)  # as a batching server loads a version
   merger = merged_users.for_model(loaded)
   assert sorted(merger._calls) == list(range(2, merger.users_per_call + 1))
-  direct = merger.run([signature_io.checked_protos(rank, p.inputs) for p in protos],
-                      [4, 8, 12], rank.outputs)
+  checked = [merger.checked(p.inputs) for p in protos]
+  assert [c[1] for c in checked] == [4, 8, 12]
+  direct = merger.run([c[0] for c in checked], [c[1] for c in checked], rank.outputs)
 
   batcher = batching.Batcher(batching.BatchingConfig(batch_timeout_micros=500_000,
                                                      num_batch_threads=1))

@@ -243,21 +243,19 @@ def _rank_merged(model: model_loader.LoadedModel, rank: model_loader.Signature,
                  key) -> Dict[str, np.ndarray]:
   """A `rank` request through the batcher, merged with other users' into
   `rank_users` (`merged_users.py`); alone, or with a header the merge cannot
-  read, it runs as without batching (`signature_io.run_protos`)."""
+  read, it runs as without batching (`signature_io.run_serialized`)."""
   aliases = signature_io.output_aliases(rank, request.output_filter)
   merger = merged_users.for_model(model)
-  serialized = signature_io.checked_protos(rank, request.inputs)
-  item = request.inputs[merger.candidate_input]
-  if (rank.from_protos is None or item.tensor_shape.unknown_rank or not item.tensor_shape.dim
-      or item.tensor_shape.dim[0].size < 0):
-    return signature_io.run_protos(rank, request.inputs, request.output_filter)
+  serialized, candidates = merger.checked(request.inputs)
+  if candidates is None:
+    return signature_io.run_serialized(rank, serialized, request.inputs, aliases)
   merge = batching.SeveralUsers(
       run_alone=lambda r: signature_io.run_serialized(rank, r[1], r[0].inputs, aliases),
       candidates=lambda r: r[2], users_per_call=merger.users_per_call)
   outputs = batcher.submit(
       key, lambda requests: merger.run([r[1] for r in requests], [r[2] for r in requests],
                                        rank.outputs),
-      (request, serialized, item.tensor_shape.dim[0].size), merge)
+      (request, serialized, candidates), merge)
   return {alias: outputs[alias] for alias in aliases}
 
 

@@ -255,38 +255,31 @@ class Batcher:
     with self._cond:
       if self._stopping:
         raise errors.RequestError(grpc.StatusCode.UNAVAILABLE, "The server is shutting down.")
+      # Nothing to merge with and a free slot: a batch thread would take this
+      # request alone at once, so it runs in this thread instead, without a
+      # hand-off. Requests that arrive meanwhile queue and merge.
       run_here = (self.config.batch_timeout_micros == 0 and not self._queue
                   and self._running < self.config.num_batch_threads)
       if run_here:
         self._running += 1
+      else:
+        if self._queued_rows + task.rows > self.max_queued_rows and self._queue:
+          raise errors.RequestError(
+              grpc.StatusCode.RESOURCE_EXHAUSTED,
+              f"The batch queue is full ({self._queued_rows} rows queued, limit "
+              f"{self.max_queued_rows} = max_enqueued_batches "
+              f"{self.config.max_enqueued_batches} x max_batch_size "
+              f"{self.config.max_batch_size}); retry later.")
+        self._queue.append(task)
+        self._queued_rows += task.rows
+        self._cond.notify()
     if run_here:
-      # Nothing to merge with and a free slot: a batch thread would take this
-      # request alone at once, so it runs here, without the hand-off between
-      # threads (which costs more than the call at 100 candidates under
-      # Python's GIL). Requests that arrive meanwhile queue and merge.
       self._run([task])
     else:
-      self._enqueue(task)
+      task.done.wait()
     if task.error is not None:
       raise task.error
     return task.outputs
-
-  def _enqueue(self, task: _Task) -> None:
-    """Queues `task` for the batch threads and waits until it has run."""
-    with self._cond:
-      if self._stopping:
-        raise errors.RequestError(grpc.StatusCode.UNAVAILABLE, "The server is shutting down.")
-      if self._queued_rows + task.rows > self.max_queued_rows and self._queue:
-        raise errors.RequestError(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"The batch queue is full ({self._queued_rows} rows queued, limit "
-            f"{self.max_queued_rows} = max_enqueued_batches "
-            f"{self.config.max_enqueued_batches} x max_batch_size "
-            f"{self.config.max_batch_size}); retry later.")
-      self._queue.append(task)
-      self._queued_rows += task.rows
-      self._cond.notify()
-    task.done.wait()
 
   def _take_matching(self, batch: List[_Task], rows: int) -> int:
     most = batch[0].merge.max_requests

@@ -16,7 +16,7 @@ copied per element in Python.
 
 import threading
 import weakref
-from typing import Callable, Dict, List, Mapping, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -24,7 +24,7 @@ from tensorflow.core.framework import tensor_pb2
 
 from duia.models import features
 from duia.serving import model_loader
-from duia.serving import tensor_codec
+from duia.serving import signature_io
 
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
@@ -70,6 +70,7 @@ class MergedUsers:
   def __init__(self, model: model_loader.LoadedModel):
     rank = model.signatures[features.SERVING_RAW_SIGNATURE]
     users = model.signatures[features.SERVING_USERS_SIGNATURE]
+    self.rank = rank
     self.names = list(rank.headers)  # `checked_protos`' order
     self.rank_specs = dict(rank.inputs)
     self.specs = dict(users.inputs)
@@ -81,9 +82,20 @@ class MergedUsers:
     self._calls: Dict[int, Callable] = {}
     self._lock = threading.Lock()
 
-  def candidates(self, inputs: Mapping[str, tensor_pb2.TensorProto]) -> int:
-    """A request's candidate count, from its header (checked: `checked_protos`)."""
-    return tensor_codec.shape_of(inputs[self.candidate_input])[0]
+  def checked(self, inputs: Mapping[str, tensor_pb2.TensorProto]
+              ) -> Tuple[List[bytes], Optional[int]]:
+    """A `rank` request's serialized inputs (`signature_io.checked_protos`) and
+    its candidate count from its header; None where the header does not say
+    it (unknown rank or size), so the request cannot be merged.
+
+    Raises:
+      errors.RequestError: INVALID_ARGUMENT naming the input and the problem.
+    """
+    serialized = signature_io.checked_protos(self.rank, inputs)
+    shape = inputs[self.candidate_input].tensor_shape
+    if shape.unknown_rank or not shape.dim or shape.dim[0].size < 0:
+      return serialized, None
+    return serialized, shape.dim[0].size
 
   def _call_for(self, k: int) -> Callable:
     """The graph for k requests (traced once per k)."""
@@ -132,11 +144,8 @@ class MergedUsers:
 def warm_up(model: model_loader.LoadedModel, requests: Sequence[Mapping[str, object]]) -> None:
   """Traces and runs the merged graph for every k in 2..U on `requests` (rank
   requests' inputs, TensorProtos by name), so no live request pays for it."""
-  from duia.serving import signature_io  # pylint: disable=g-import-not-at-top
   merger = for_model(model)
-  rank = model.signatures[features.SERVING_RAW_SIGNATURE]
-  serialized = [signature_io.checked_protos(rank, inputs) for inputs in requests]
-  counts = [merger.candidates(inputs) for inputs in requests]
+  checked = [merger.checked(inputs) for inputs in requests]
   for k in range(2, merger.users_per_call + 1):
-    chosen = [i % len(requests) for i in range(k)]
-    merger.run([serialized[i] for i in chosen], [counts[i] for i in chosen], rank.outputs)
+    chosen = [checked[i % len(checked)] for i in range(k)]
+    merger.run([c[0] for c in chosen], [c[1] for c in chosen], merger.rank.outputs)
