@@ -19,6 +19,7 @@ import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx import v1 as tfx
 
+from duia.components import sampled_statistics_gen
 from duia.data import generator
 from duia.ingest import beam_ingest
 from duia.ingest import example_encoding
@@ -184,9 +185,8 @@ def test_drift_config_becomes_the_distribution_validators_comparators():
   assert comparators[("device",)].infinity_norm.threshold == pytest.approx(0.3)
   assert comparators[("label_watch",)].jensen_shannon_divergence.threshold == pytest.approx(0.2)
   assert len(comparators) == 2
-  assert proto.num_examples_comparator.min_fraction_threshold == pytest.approx(0.25)
-  off = policy.ValidationConfig(min_examples_ratio=None).distribution_validator_config()
-  assert not off.default_slice_config.HasField("num_examples_comparator")
+  # The volume check is the gate's, on exact counts (the statistics may be sampled).
+  assert not proto.HasField("num_examples_comparator")
   # The defaults watch the three labels.
   default = policy.ValidationConfig().distribution_validator_config().default_slice_config
   assert sorted(f.path.step[0] for f in default.feature) == sorted(features.LABEL_KEYS)
@@ -200,6 +200,8 @@ def test_drift_config_becomes_the_distribution_validators_comparators():
     ({"tolerate": "label_watch:*"}, "validation.tolerate"),
     ({"tolerate": ("label_watch",)}, "validation.tolerate"),
     ({"schema": ""}, "validation.schema"),
+    ({"statistics_sample_examples": -1}, "validation.statistics_sample_examples"),
+    ({"statistics_sample_examples": 0.5}, "validation.statistics_sample_examples"),
 ])
 def test_a_bad_validation_config_names_the_key(kwargs, names):
   with pytest.raises(ValueError, match=names):
@@ -212,14 +214,32 @@ def test_the_runtime_config_carries_the_validation_settings(tmp_path):
           "schema": "gs://bucket/schema.pbtxt",
           "drift": {"device": {"infinity_norm": 0.2}},
           "min_examples_ratio": None,
-          "tolerate": ["city:*"]}}).to_pipeline_config()
+          "tolerate": ["city:*"],
+          "statistics_sample_examples": 0}}).to_pipeline_config()
   assert config.validation == policy.ValidationConfig(
       schema="gs://bucket/schema.pbtxt", drift={"device": {"infinity_norm": 0.2}},
-      min_examples_ratio=None, tolerate=("city:*",))
+      min_examples_ratio=None, tolerate=("city:*",), statistics_sample_examples=0)
   assert runtime_config.from_dict({"data_root": "x"}).to_pipeline_config().validation == (
       policy.ValidationConfig())
   with pytest.raises(ValueError, match="Unknown runtime config key 'validation.thresholds'"):
     runtime_config.from_dict({"validation": {"thresholds": {}}})
+
+
+@pytest.mark.parametrize("num_examples, sample_examples, rate", [
+    (1_000_000, 200_000, 0.2), (200_000, 200_000, 1.0), (50_000, 200_000, 1.0),
+    (10_000_000, 200_000, 0.02), (1_000_000, 0, 1.0), (None, 200_000, 1.0)])
+def test_statistics_sample_rate_follows_the_split_size(num_examples, sample_examples, rate):
+  assert sampled_statistics_gen.sample_rate(num_examples, sample_examples) == pytest.approx(rate)
+
+
+def test_the_volume_check_compares_exact_counts_per_split():
+  found = findings_lib.volume_findings({"train": 40, "eval": 10}, {"train": 100, "eval": 12},
+                                       0.5)
+  assert [(f.split, f.feature, f.anomaly_type) for f in found] == [
+      ("train_train", policy.DATASET, findings_lib.LOW_NUM_EXAMPLES)]
+  assert "40 examples, 0.4 of the 100" in found[0].description
+  assert findings_lib.volume_findings({"train": 40}, {"train": 100}, None) == []
+  assert findings_lib.volume_findings({"train": 40}, {}, 0.5) == []  # first run
 
 
 # --- the validation components, run by TFX ----------------------------------------
@@ -248,7 +268,8 @@ class ValidationRuns:
         input_base=str(data), input_config=tfx.proto.Input(splits=[
             tfx.proto.Input.Split(name=split, pattern=f"{split}/*")
             for split in self.ingested]))
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen = sampled_statistics_gen.SampledStatisticsGen(
+        examples=example_gen.outputs["examples"])
     nodes = validation_nodes.validation_nodes(
         statistics_gen.outputs["statistics"], policy.ValidationConfig(**validation))
     tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(

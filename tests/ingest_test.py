@@ -276,3 +276,29 @@ def test_real_movielens_ingests_without_loss(movielens_dir, tmp_path):
     statistics = tfdv.generate_statistics_from_tfrecord(
         str(tmp_path / "examples" / f"Split-{split}" / "*"))
     assert not tfdv.validate_statistics(statistics, schema).anomaly_info, split
+
+
+def test_train_split_is_shuffled_across_users(tmp_path):
+  from duia.data import generator
+  data = str(tmp_path / "data")
+  generator.generate(data, generator.GeneratorConfig(num_users=50, num_exposures=4000, seed=1))
+  mapping = mapping_lib.load_mapping(configs.packaged_mapping("generated"))
+  runs = []
+  for name in ("a", "b"):
+    beam_ingest.run_ingestion(mapping, data, str(tmp_path / name))
+    (path,) = glob.glob(str(tmp_path / name / "examples" / "Split-train" / "*.gz"))
+    runs.append([r.numpy() for r in tf.data.TFRecordDataset(path, compression_type="GZIP")])
+
+  def canonical(records):  # the encoder's map order is not fixed
+    return sorted(tf.train.Example.FromString(r).SerializeToString(deterministic=True)
+                  for r in records)
+
+  assert canonical(runs[0]) == canonical(runs[1])
+  users = [tf.train.Example.FromString(r).features.feature[features.USER_ID].bytes_list.value[0]
+           for r in runs[0]]
+  # The sweep emits each user's examples together (49 changes of user for 50
+  # users); shuffled in chunks of at most SHUFFLE_CHUNK, the user changes at
+  # almost every chunk, and the first quarter of the file has most users.
+  changes = sum(a != b for a, b in zip(users, users[1:]))
+  assert changes >= 0.8 * len(users) / beam_ingest.SHUFFLE_CHUNK
+  assert len(set(users[:len(users) // 4])) >= 25

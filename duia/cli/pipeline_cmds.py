@@ -96,10 +96,11 @@ def print_report(config) -> None:
   """Per-component times, blessing, pushed model and the TFMA metrics table."""
   from duia.pipeline import report  # pylint: disable=g-import-not-at-top
   times = report.component_seconds(config.metadata_source)
+  width = max([len(name) for name, _ in times] + [len("total")])
   print("\nComponent wall time (s), from ML Metadata:")
   for name, seconds in times:
-    print(f"  {name:<18} {seconds:8.1f}")
-  print(f"  {'total':<18} {sum(s for _, s in times):8.1f}")
+    print(f"  {name:<{width}} {seconds:8.1f}")
+  print(f"  {'total':<{width}} {sum(s for _, s in times):8.1f}")
   blessing = report.latest_artifact_uri(config.metadata_source, "ModelBlessing")
   print(f"\nBlessed: {report.is_blessed(blessing) if blessing else 'no evaluation'}")
   evaluation = report.latest_artifact_uri(config.metadata_source, "ModelEvaluation")

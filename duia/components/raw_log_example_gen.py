@@ -32,6 +32,8 @@ QUARANTINE_KEY = "quarantine"
 INPUT_BASE_KEY = "input_base"
 MAPPING_KEY = "mapping_config"
 CONTRACT_VERSION_KEY = "contract_version"
+# Exact examples per split, on the Examples artifact (and copied onto statistics).
+NUM_EXAMPLES_PROPERTY = "num_examples_{split}"
 
 
 class Quarantine(types.Artifact):
@@ -82,7 +84,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     examples.set_int_custom_property("low_activity_threshold",
                                      summary[beam_ingest.LOW_ACTIVITY_THRESHOLD])
     for split, count in summary["examples"].items():
-      examples.set_int_custom_property(f"num_examples_{split}", count)
+      examples.set_int_custom_property(NUM_EXAMPLES_PROPERTY.format(split=split), count)
 
 
 class RawLogExampleGen(base_beam_component.BaseBeamComponent):

@@ -2,7 +2,8 @@
 
     exposures --parse--> by user --CoGroupByKey(users)--> known users' exposures
               --by item--CoGroupByKey(items)--> drop duplicate exposures, annotate popularity
-              --by user--CoGroupByKey(the users' profiles)--> point-in-time sweep --> split
+              --by user--CoGroupByKey(the users' profiles)--> point-in-time sweep
+              (columnar, encoded per user) --> split --> train shuffled in chunks
     every failure on the way --> quarantine (JSON lines with source and reason)
 
 Each user's profile row meets its exposures again only in the last group-by,
@@ -30,12 +31,14 @@ distributed runner (DESIGN section 8).
 
 import json
 import os
+import random
+import zlib
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.io import filesystems
 
-from duia.ingest import example_encoding
+from duia.ingest import columnar_sweep
 from duia.ingest import mapping as mapping_lib
 from duia.ingest import point_in_time
 from duia.ingest import profiles
@@ -47,6 +50,13 @@ SPARSIFIED = "sparsified"
 # Eval rows a validation holdout left out (`split.holdout`).
 HELD_OUT = "held_out_eval_rows"
 SPLITS = (point_in_time.TRAIN, point_in_time.EVAL)
+# The train split's shuffle (`ShuffleChunks`): groups, and consecutive records
+# of one user kept together. The in-memory runner emits groups in the order
+# their keys first appear, so the file is mixed only when each group is a
+# sample of many users: few groups (each 1/16 of the split, in one worker's
+# memory on a distributed runner).
+SHUFFLE_BUCKETS = 16
+SHUFFLE_CHUNK = 16
 
 
 def resolve_pattern(data_root: str, pattern: str) -> str:
@@ -241,6 +251,11 @@ def _add_counts(counts: Iterable[Tuple[int, int]]) -> Tuple[int, int]:
 
 
 class _DeriveUsers(beam.DoFn):
+  """Per user: the serialized tf.Examples of its exposures, tagged by split.
+
+  Train examples come out in chunks of up to `SHUFFLE_CHUNK` consecutive ones
+  (lists), the unit `ShuffleChunks` shuffles; eval examples one by one.
+  """
 
   def __init__(self, mapping):
     self._mapping = mapping
@@ -254,9 +269,48 @@ class _DeriveUsers(beam.DoFn):
       (user,) = joined["profile"]
     else:
       user = profiles.build_profile("users", user_id, exposures, self._mapping)
-    for split, example in point_in_time.derive_user_examples(
+    train = []
+    for split, example in columnar_sweep.encode_user_examples(
         user, exposures, self._mapping, eval_start_ts, low_activity_threshold):
-      yield beam.pvalue.TaggedOutput(split, example)
+      if split == point_in_time.TRAIN:
+        train.append(example)
+      else:
+        yield beam.pvalue.TaggedOutput(split, example)
+    for start in range(0, len(train), SHUFFLE_CHUNK):
+      yield beam.pvalue.TaggedOutput(point_in_time.TRAIN, train[start:start + SHUFFLE_CHUNK])
+
+
+def _shuffled_group(bucket: int, chunks: Iterable[List[bytes]]) -> Iterator[bytes]:
+  # Sorted first: a runner may hand a group's chunks over in any order, and the
+  # file should not depend on it.
+  chunks = sorted(chunks)
+  random.Random(bucket).shuffle(chunks)
+  for chunk in chunks:
+    yield from chunk
+
+
+@beam.ptransform_fn
+def ShuffleChunks(chunks, buckets: int = SHUFFLE_BUCKETS):  # pylint: disable=invalid-name
+  """The chunks' records, chunk by chunk in a pseudo-random order set by their bytes.
+
+  The sweep writes each user's examples together, and a training input's
+  shuffle buffer (100k records) cannot undo that at 1M rows and up: it would
+  hold a few hundred users at a time. Each chunk goes to one of `buckets`
+  groups by a hash of its bytes, so every group is a sample of all users, and
+  is written in a random order seeded by the bucket and independent of the
+  order the runner delivers the group in (the order of the groups is the
+  runner's). Unlike `beam.Reshuffle`, which only redistributes work (the
+  in-memory runner keeps the input order), this changes the order in the
+  file. A chunk's few records of one user stay together: the training
+  input's buffer mixes them, and gzip compresses them 3.4x faster than
+  records with no neighbour in common (measured on the 300k benchmark, whose
+  compression time grew from 17 to 58 us a record with records shuffled one
+  by one).
+  """
+  return (chunks
+          | "HashBucket" >> beam.Map(lambda c: (zlib.crc32(c[0]) % buckets, c))
+          | "GroupBuckets" >> beam.GroupByKey()
+          | "ShuffleBucket" >> beam.FlatMapTuple(_shuffled_group))
 
 
 @beam.ptransform_fn
@@ -269,7 +323,7 @@ def IngestRawLogs(pipeline, mapping: mapping_lib.MappingConfig, data_root: str):
     data_root: folder or URI the mapping's source patterns are relative to.
 
   Returns:
-    A dict of PCollections: 'train' and 'eval' example dicts, 'quarantine'
+    A dict of PCollections: 'train' and 'eval' serialized tf.Examples, 'quarantine'
     records ({source, reason, detail, row}), the low-activity threshold, and
     with sparsify on, 'sparsified': one (users, dropped rows) pair.
   """
@@ -333,7 +387,8 @@ def IngestRawLogs(pipeline, mapping: mapping_lib.MappingConfig, data_root: str):
       _DeriveUsers(mapping), eval_start, beam.pvalue.AsSingleton(threshold)
   ).with_outputs(*SPLITS)
 
-  result.update({split: derived[split] for split in SPLITS})
+  result[point_in_time.EVAL] = derived[point_in_time.EVAL]
+  result[point_in_time.TRAIN] = derived[point_in_time.TRAIN] | "ShuffleTrain" >> ShuffleChunks()  # pylint: disable=no-value-for-parameter
   result[QUARANTINE] = quarantined | "FlattenQuarantine" >> beam.Flatten()
   result[LOW_ACTIVITY_THRESHOLD] = threshold
   return result
@@ -371,8 +426,6 @@ def write_outputs(outputs: Dict[str, Any], examples_uri: str, quarantine_uri: st
   for split in SPLITS:
     examples = outputs[split]
     (examples
-     | f"Batch{split}" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
-     | f"Encode{split}" >> beam.FlatMap(example_encoding.encode_batch)
      | f"Write{split}" >> beam.io.WriteToTFRecord(
          os.path.join(examples_uri, f"Split-{split}", "data_tfrecord"),
          file_name_suffix=".gz"))

@@ -17,11 +17,11 @@ from tfx_bsl.coders import example_coder
 
 from duia.models import features
 
-_ARROW_TYPES = {"bytes": pa.list_(pa.binary()), "int": pa.list_(pa.int64()),
+ARROW_TYPES = {"bytes": pa.list_(pa.binary()), "int": pa.list_(pa.int64()),
                 "float": pa.list_(pa.float32())}
 # Per kind, what one value becomes when Arrow cannot take the values as they
 # are (e.g. an int id in a bytes feature, a bool label): to_tf_example's rules.
-_CONVERT = {"bytes": lambda v: str(v).encode("utf-8"), "int": int, "float": float}
+CONVERT = {"bytes": lambda v: str(v).encode("utf-8"), "int": int, "float": float}
 
 
 def feature_types() -> Dict[str, str]:
@@ -50,7 +50,7 @@ def to_tf_example(example: Mapping[str, Any]):
   for key, kind in FEATURE_TYPES.items():
     value = example[key]
     values = value if isinstance(value, list) else (value,)
-    convert = _CONVERT[kind]
+    convert = CONVERT[kind]
     if kind == "bytes":
       feature[key].bytes_list.value.extend([convert(v) for v in values])
     elif kind == "int":
@@ -60,16 +60,17 @@ def to_tf_example(example: Mapping[str, Any]):
   return out
 
 
-def _column(examples: Sequence[Mapping[str, Any]], key: str, kind: str) -> pa.Array:
-  rows = [e[key] if isinstance(e[key], list) else [e[key]] for e in examples]
+def column(values: Sequence[Any], kind: str) -> pa.Array:
+  """A list column of one feature: one row per entry of `values` (a scalar or a list)."""
+  rows = [v if isinstance(v, list) else [v] for v in values]
   try:
     if kind == "bytes":
       # Arrow encodes str as UTF-8 in C++; binary is what the encoder takes.
-      return pa.array(rows, type=pa.list_(pa.string())).cast(_ARROW_TYPES[kind])
-    return pa.array(rows, type=_ARROW_TYPES[kind])
+      return pa.array(rows, type=pa.list_(pa.string())).cast(ARROW_TYPES[kind])
+    return pa.array(rows, type=ARROW_TYPES[kind])
   except (pa.ArrowInvalid, pa.ArrowTypeError):
-    convert = _CONVERT[kind]
-    return pa.array([[convert(v) for v in row] for row in rows], type=_ARROW_TYPES[kind])
+    convert = CONVERT[kind]
+    return pa.array([[convert(v) for v in row] for row in rows], type=ARROW_TYPES[kind])
 
 
 def encode_batch(examples: Sequence[Mapping[str, Any]]) -> List[bytes]:
@@ -77,5 +78,5 @@ def encode_batch(examples: Sequence[Mapping[str, Any]]) -> List[bytes]:
   if not examples:
     return []
   names = list(FEATURE_TYPES)
-  columns = [_column(examples, key, FEATURE_TYPES[key]) for key in names]
+  columns = [column([e[key] for e in examples], FEATURE_TYPES[key]) for key in names]
   return example_coder.RecordBatchToExamples(pa.RecordBatch.from_arrays(columns, names))

@@ -25,7 +25,7 @@ ITEM_FIELDS = (features.CAT1, features.CAT2, features.AUTHOR_ID, features.TAGS,
 SPLIT_KEY = "_split"
 
 
-def _sweep_order(row: Dict[str, Any]) -> Tuple[Any, Any]:
+def sweep_order(row: Dict[str, Any]) -> Tuple[Any, Any]:
   return row[features.TIMESTAMP], row[features.ITEM_ID]
 
 
@@ -82,7 +82,7 @@ def cut_user_exposures(
     (kept rows, each with `SPLIT_KEY`; train rows dropped by sparsify; eval
     rows left out by the validation holdout).
   """
-  rows = sorted(exposures, key=_sweep_order)
+  rows = sorted(exposures, key=sweep_order)
   kept, train_kept, held_out = [], 0, 0
   for row, name in zip(rows, holdout_names(rows, mapping.split, eval_start_ts)):
     if name is None:
@@ -175,7 +175,7 @@ def derive_user_examples(
   derive, split = mapping.derive, mapping.split
   if low_activity_threshold is None:
     low_activity_threshold = derive.low_activity_threshold
-  rows = sorted(exposures, key=_sweep_order)
+  rows = sorted(exposures, key=sweep_order)
   names = split_names(rows, split, eval_start_ts)
   # (item, cat1, cat2, ts) and (item, ts): one deque per list keeps the id
   # lists and their ts aligned when maxlen drops the oldest entry.

@@ -1,6 +1,6 @@
 """The orchestrator-agnostic pipeline definition.
 
-    RawLogExampleGen -> StatisticsGen -> ExampleValidator (curated schema,
+    RawLogExampleGen -> StatisticsGen (sampled by size) -> ExampleValidator (curated schema,
       ImportSchemaGen) + DistributionValidator (vs. the last validated
       statistics) -> DataValidationGate -> Transform -> Trainer
       -> Evaluator (vs. latest blessed) -> Pusher
@@ -14,6 +14,7 @@ from typing import Optional
 from tfx import v1 as tfx
 
 from duia.components import raw_log_example_gen
+from duia.components import sampled_statistics_gen
 from duia.models import distribution
 from duia.models import preprocessing
 from duia.models import trainer
@@ -41,7 +42,9 @@ def create_pipeline(config: configs.PipelineConfig,
   training_json = config.training.to_json()
   example_gen = raw_log_example_gen.RawLogExampleGen(
       input_base=config.data_root, mapping=config.mapping())
-  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+  statistics_gen = sampled_statistics_gen.SampledStatisticsGen(
+      examples=example_gen.outputs["examples"],
+      sample_examples=config.validation.statistics_sample_examples).with_id("StatisticsGen")
   statistics = statistics_gen.outputs["statistics"]
   validation = validation_nodes.validation_nodes(statistics, config.validation)
   schema = validation.schema

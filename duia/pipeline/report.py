@@ -16,6 +16,7 @@ import tensorflow_model_analysis as tfma
 from duia.pipeline import eval_config as eval_config_lib
 
 PIPELINE_RUN_CONTEXT = "pipeline_run"
+NODE_CONTEXT = "node"
 
 
 # ML Metadata to read: a SQLite file path (opened read-only) or a connection
@@ -33,7 +34,7 @@ def _store(metadata: MetadataSource) -> mlmd.MetadataStore:
 
 
 def component_seconds(metadata: MetadataSource) -> List[Tuple[str, float]]:
-  """(component, wall seconds) of the latest pipeline run, in execution order."""
+  """(node id, wall seconds) of the latest pipeline run's executions, in order."""
   store = _store(metadata)
   runs = store.get_contexts_by_type(PIPELINE_RUN_CONTEXT)
   if not runs:
@@ -41,10 +42,14 @@ def component_seconds(metadata: MetadataSource) -> List[Tuple[str, float]]:
   latest = max(runs, key=lambda c: c.create_time_since_epoch)
   executions = sorted(store.get_executions_by_context(latest.id),
                       key=lambda e: e.create_time_since_epoch)
-  types = {t.id: t.name for t in store.get_execution_types()}
+  node_type = store.get_context_type(NODE_CONTEXT).id
   out = []
   for execution in executions:
-    name = types.get(execution.type_id, "?").rsplit(".", 1)[-1]
+    # The node's id ("StatisticsGen", "latest_model_resolver"), from its node
+    # context "<pipeline>.<node id>": a component's type name can be shared
+    # (three Resolvers) or differ from its id (SampledStatisticsGen).
+    name = next((c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(execution.id)
+                 if c.type_id == node_type), "?")
     seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1e3
     out.append((name, seconds))
   return out

@@ -77,5 +77,7 @@ def validation_nodes(statistics: tfx.dsl.Channel,
       statistics=statistics,
       schema_anomalies=example_validator.outputs["anomalies"],
       drift_anomalies=distribution_validator.outputs["anomalies"],
-      tolerate=json.dumps(list(config.tolerate))).with_id(GATE_ID)
+      baseline_statistics=baseline.outputs["statistics"].as_optional(),
+      tolerate=json.dumps(list(config.tolerate)),
+      min_examples_ratio=float(config.min_examples_ratio or 0.0)).with_id(GATE_ID)
   return ValidationNodes(schema_gen, example_validator, baseline, distribution_validator, gate)

@@ -9,7 +9,7 @@ through.
 
 import dataclasses
 import os
-from typing import Callable, Iterable, List, Tuple
+from typing import Callable, Iterable, List, Mapping, Optional, Tuple
 
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
@@ -17,6 +17,8 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 from duia.validation import policy
 
 ANOMALIES_FILE = "SchemaDiff.pb"
+# TFDV's name for too few examples against the baseline, kept for `tolerate`.
+LOW_NUM_EXAMPLES = "COMPARATOR_LOW_NUM_EXAMPLES"
 SCHEMA_CHECK = "schema"
 DRIFT_CHECK = "drift"
 _SPLIT_PREFIXES = ("SplitPair-", "Split-")
@@ -71,6 +73,33 @@ def read(anomalies_uri: str, check: str) -> List[Finding]:
     split = next((folder[len(p):] for p in _SPLIT_PREFIXES if folder.startswith(p)), folder)
     with tf.io.gfile.GFile(path, "rb") as f:
       out.extend(from_proto(anomalies_pb2.Anomalies.FromString(f.read()), check, split))
+  return out
+
+
+def volume_findings(counts: Mapping[str, int], baseline_counts: Mapping[str, int],
+                    min_ratio: Optional[float]) -> List[Finding]:
+  """A drift finding per split with fewer than `min_ratio` of the baseline's examples.
+
+  The counts are exact (recorded by the ExampleGen), not the statistics'
+  `num_examples`, which counts TFDV's sample. The split is named as the
+  DistributionValidator names a split pair ("train_train").
+
+  Args:
+    counts: {split: examples} of this run.
+    baseline_counts: {split: examples} of the last validated run; splits it
+      lacks (the first run, an older baseline) are not compared.
+    min_ratio: `ValidationConfig.min_examples_ratio`; None checks nothing.
+  """
+  if min_ratio is None:
+    return []
+  out = []
+  for split, count in sorted(counts.items()):
+    before = baseline_counts.get(split)
+    if before and count < min_ratio * before:
+      out.append(Finding(
+          DRIFT_CHECK, f"{split}_{split}", policy.DATASET, LOW_NUM_EXAMPLES,
+          f"The split has {count} examples, {count / before:.6g} of the {before} of the "
+          f"last validated run, below the threshold {min_ratio}."))
   return out
 
 

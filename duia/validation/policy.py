@@ -49,18 +49,25 @@ class ValidationConfig:
       features' distributions with the last validated run's, per split.
     min_examples_ratio: a split with fewer examples than this share of the
       last validated run's is an anomaly (a flood of quarantined rows, a
-      truncated export); None turns the check off.
+      truncated export); None turns the check off. The DataValidationGate
+      checks it on the exact counts, since the statistics may be sampled
+      (`duia.components.sampled_statistics_gen`).
     tolerate: anomalies that do not stop the run, as "feature:ANOMALY_TYPE"
       patterns (shell wildcards; types as TFDV names them, e.g.
       "device:SCHEMA_NEW_COLUMN", "*:COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH";
       "(dataset):*" for data-set-wide anomalies). Tolerated anomalies are
       still recorded by the validators and logged.
+    statistics_sample_examples: examples per split StatisticsGen reads (a
+      split this size or smaller is read whole; a bigger one is sampled at
+      this share of its size); 0 reads every example. See
+      `duia.components.sampled_statistics_gen`.
   """
   schema: str = CURATED_SCHEMA
   drift: Mapping[str, Mapping[str, float]] = dataclasses.field(
       default_factory=lambda: {k: dict(v) for k, v in DEFAULT_DRIFT.items()})
   min_examples_ratio: Optional[float] = 0.5
   tolerate: Tuple[str, ...] = ()
+  statistics_sample_examples: int = 200_000
 
   def __post_init__(self):
     if not isinstance(self.schema, str) or not self.schema:
@@ -83,6 +90,10 @@ class ValidationConfig:
                               or not 0 < ratio <= 1):
       raise ValueError(f"validation.min_examples_ratio must be in (0, 1] or null. "
                        f"Received: {ratio!r}")
+    sample = self.statistics_sample_examples
+    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 0:
+      raise ValueError("validation.statistics_sample_examples must be an int >= 0 (0 reads "
+                       f"every example). Received: {sample!r}")
     if isinstance(self.tolerate, str) or not all(
         isinstance(p, str) and p.count(":") == 1 for p in self.tolerate):
       raise ValueError("validation.tolerate must be a list of \"feature:ANOMALY_TYPE\" "
@@ -102,6 +113,4 @@ class ValidationConfig:
       entry = dataset.feature.add()
       entry.path.step.append(feature)
       getattr(entry.distribution_comparator, name).threshold = threshold
-    if self.min_examples_ratio is not None:
-      dataset.num_examples_comparator.min_fraction_threshold = self.min_examples_ratio
     return config
