@@ -9,14 +9,13 @@ every metric over all slices (so "changes the 4th decimal" can be read off).
     python -m benchmarks.evaluator_bench --root runs/scale/local/gen-100k/run
 
 Variants:
-    before      the pipeline's EvalConfig before it was made cheaper: Keras'
-                BinaryCrossentropy (TFMA wraps Keras metrics and feeds them
-                one example at a time)
-    pipeline    `duia.pipeline.eval_config.make_eval_config` as it is now
-    auc_1000    the pipeline's with 1,000 AUC thresholds (TFMA's default: 10,000)
-    no_cross    the pipeline's, without the activity x popularity slice
+    pipeline       `duia.pipeline.eval_config.make_eval_config` as it is
+    tfma_log_loss  TFMA's own BinaryCrossEntropy instead of Keras' (which TFMA
+                   feeds through its TF wrapper one example and slice at a time)
+    auc_1000       1,000 AUC thresholds (TFMA's default: 10,000)
+    no_cross       without the activity x popularity slice
 
-Saves benchmarks/results/evaluator.json.
+Saves benchmarks/results/evaluator-<case>.json (the run root's parent folder name).
 """
 
 import argparse
@@ -45,12 +44,12 @@ def _pipeline() -> tfma.EvalConfig:
   return eval_config_lib.make_eval_config(TASKS, configs.BlessingConfig())
 
 
-def _before() -> tfma.EvalConfig:
+def _tfma_log_loss() -> tfma.EvalConfig:
   config = _pipeline()
   for spec in config.metrics_specs:
     for metric in spec.metrics:
-      if metric.class_name == eval_config_lib.LOG_LOSS:
-        metric.class_name = "BinaryCrossentropy"  # Keras', through TFMA's wrapper
+      if metric.class_name == "BinaryCrossentropy":
+        metric.class_name = "BinaryCrossEntropy"  # TFMA's; the same metric name
   return config
 
 
@@ -72,7 +71,8 @@ def _no_cross() -> tfma.EvalConfig:
 
 
 VARIANTS: Dict[str, Callable[[], tfma.EvalConfig]] = {
-    "before": _before, "pipeline": _pipeline, "auc_1000": _auc_1000, "no_cross": _no_cross}
+    "pipeline": _pipeline, "tfma_log_loss": _tfma_log_loss, "auc_1000": _auc_1000,
+    "no_cross": _no_cross}
 
 
 def evaluate(config: tfma.EvalConfig, model_dir: str, data_location: str,
@@ -133,7 +133,8 @@ def main() -> None:
     print(f"{metric:>40} " + " ".join(
         f"{r['max_abs_difference'].get(metric, float('nan')):>10.2e}" for r in results))
   os.makedirs(RESULTS, exist_ok=True)
-  path = os.path.join(RESULTS, "evaluator.json")
+  case = os.path.basename(os.path.dirname(os.path.abspath(args.root)))
+  path = os.path.join(RESULTS, f"evaluator-{case}.json")
   with open(path, "w") as f:
     json.dump({"root": args.root, "data_location": data_location, "results": results}, f,
               indent=1)

@@ -6,8 +6,9 @@ the Beam preset and model variant given here. Prints wall time per component,
 peak RSS (of the pipeline process, and of the process tree: with Beam
 workers as processes, the sum over the pipeline and its workers, sampled every
 0.5 s) and, between consecutive sizes, the time
-ratio per 10x of data: 10 means linear, above 10 a super-linear step. Saves
-benchmarks/results/scale.json.
+ratio per 10x of data: 10 means linear, above 10 a super-linear step. Each
+size is a first run (no warm start, no baseline model). Saves
+benchmarks/results/scale-<preset>-<sizes>.json.
 
     python -m benchmarks.scale_bench                               # 100k, 1M
     python -m benchmarks.scale_bench --rows 100000 --preset direct-multiprocessing
@@ -104,7 +105,8 @@ def main() -> None:
              "ratios_per_10x": [ratios(a, b) for a, b in zip(results, results[1:])],
              "target_1m_s": TARGET_1M_S, "target_ratio_per_10x": TARGET_RATIO_PER_10X}
   os.makedirs(RESULTS, exist_ok=True)
-  path = os.path.join(RESULTS, f"scale-{args.preset}.json")
+  sizes = "-".join(f"{r['rows'] // 1000}k" for r in results)
+  path = os.path.join(RESULTS, f"scale-{args.preset}-{sizes}.json")
   with open(path, "w") as f:
     json.dump(summary, f, indent=1)
   print_table(results)

@@ -98,5 +98,20 @@ def test_global_split_sparsified_rows_and_float_timestamps():
   assert {split for split, _ in got} == {point_in_time.TRAIN, point_in_time.EVAL}
 
 
+def test_values_arrow_cannot_take_convert_as_the_reference_converts():
+  mapping = _mapping(history_length=4, negatives_length=2)
+  rows = _rows(random.Random(7), 30)
+  for k, row in enumerate(rows):  # int ids in bytes features, bool labels, int durations
+    row[features.ITEM_ID] = int(row[features.ITEM_ID][1:])
+    row[features.LABEL_VALID] = bool(row[features.LABEL_VALID])
+    row[features.DURATION_S] = 30 + k
+  user = dict(_user(), user_id=12345)
+  expected = _specification(user, rows, mapping)
+  got = _columnar(user, rows, mapping)
+  assert got == expected
+  ids = got[-1][1].features.feature[features.HIST_ITEM_IDS].bytes_list.value
+  assert ids and all(i.decode().isdigit() for i in ids)
+
+
 def test_no_exposures_no_examples():
   assert list(columnar_sweep.encode_user_examples(_user(), [], _mapping())) == []

@@ -37,17 +37,3 @@ def test_reference_encoding_has_every_key_with_its_type():
   assert empty.WhichOneof("kind") == "bytes_list" and not empty.bytes_list.value
   empty = example_encoding.to_tf_example(_row(0)).features.feature[features.NEG_TS]
   assert empty.WhichOneof("kind") == "int64_list" and not empty.int64_list.value
-
-
-def test_batch_encoding_equals_reference_rows():
-  rows = [_row(i) for i in range(9)]
-  # Values Arrow cannot take as they are go through the reference's conversions.
-  rows.append(_row(9, **{features.USER_ID: 12345, features.LABEL_VALID: True,
-                         features.HIST_ITEM_IDS: [7, "x"]}))
-  rows.append(_row(10, **{features.LABEL_LIKE: False, features.DURATION_S: 3,
-                          features.HIST_TS: [5.0, 7]}))
-  encoded = example_encoding.encode_batch(rows)
-  assert len(encoded) == len(rows)
-  for row, serialized in zip(rows, encoded):
-    assert tf.train.Example.FromString(serialized) == example_encoding.to_tf_example(row), row
-  assert example_encoding.encode_batch([]) == []
