@@ -2,8 +2,8 @@
 
 Generates logs of `--rows` exposures (once per size, kept under `--work`), runs
 `beam_ingest.run_ingestion` on them `--repeats` times with the pipeline's local
-Beam args, and prints the wall time of each run and a digest of the examples
-written (SHA-1 over the sorted per-example digests of both splits). Two code
+Beam args, and prints the wall time of each run, the process's peak RSS and a
+digest of the examples written (SHA-1 over the sorted per-example digests of both splits). Two code
 versions that give the same digest wrote the same examples, so an ingestion
 change can be checked for speed and for unchanged output in one command:
 
@@ -18,6 +18,7 @@ import glob
 import hashlib
 import json
 import os
+import resource
 import shutil
 import time
 
@@ -66,8 +67,11 @@ def main() -> None:
     summary = beam_ingest.run_ingestion(mapping, data_root, out_dir,
                                         beam_args=configs.LOCAL_BEAM_ARGS)
     seconds.append(round(time.time() - started, 1))
+  # The in-memory runner holds its group-bys' data in this process.
+  peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
   digest = examples_digest(os.path.join(out_dir, "examples"))
-  result = {"rows": args.rows, "seconds": seconds, "examples": summary["examples"],
+  result = {"rows": args.rows, "seconds": seconds, "peak_rss_mb": peak_rss_mb,
+            "examples": summary["examples"],
             "quarantined_total": summary["quarantined_total"], "digest": digest}
   print(json.dumps(result, indent=1))
   os.makedirs(RESULTS, exist_ok=True)
