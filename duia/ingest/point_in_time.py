@@ -26,6 +26,7 @@ SPLIT_KEY = "_split"
 
 
 def sweep_order(row: Dict[str, Any]) -> Tuple[Any, Any]:
+  """The order a user's sweep visits its exposures: by ts, ties by item id."""
   return row[features.TIMESTAMP], row[features.ITEM_ID]
 
 
@@ -150,6 +151,9 @@ def derive_user_examples(
     eval_start_ts: float = math.inf,
     low_activity_threshold: Optional[int] = None) -> Iterator[Tuple[str, Dict[str, Any]]]:
   """Sweeps one user's exposures in time order and yields (split, example).
+
+  The specification of a user's examples, one row at a time; the ingestion
+  runs `columnar_sweep.encode_user_examples`, which is tested against it.
 
   Exposures that share a timestamp see the same state: none of them is in
   another's history, since none happened strictly before the other.
