@@ -11,6 +11,7 @@ import tensorflow_data_validation as tfdv
 
 from duia.ingest import beam_ingest
 from duia.ingest import mapping as mapping_lib
+from duia.ingest import train_shuffle
 from duia.models import features
 from duia.pipeline import configs
 from duia.validation import policy
@@ -300,5 +301,5 @@ def test_train_split_is_shuffled_across_users(tmp_path):
   # users); shuffled in chunks of at most SHUFFLE_CHUNK, the user changes at
   # almost every chunk, and the first quarter of the file has most users.
   changes = sum(a != b for a, b in zip(users, users[1:]))
-  assert changes >= 0.8 * len(users) / beam_ingest.SHUFFLE_CHUNK
+  assert changes >= 0.8 * len(users) / train_shuffle.SHUFFLE_CHUNK
   assert len(set(users[:len(users) // 4])) >= 25

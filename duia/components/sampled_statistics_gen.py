@@ -38,7 +38,6 @@ from duia.validation import policy
 SAMPLE_EXAMPLES_KEY = "sample_examples"
 # Examples per split read into the statistics (see the module docstring).
 DEFAULT_SAMPLE_EXAMPLES = policy.ValidationConfig.statistics_sample_examples
-NUM_EXAMPLES_PROPERTY = raw_log_example_gen.NUM_EXAMPLES_PROPERTY
 
 
 def sample_rate(num_examples: Optional[int], sample_examples: int) -> float:
@@ -61,7 +60,7 @@ def recorded_counts(artifact: types.Artifact) -> Dict[str, int]:
   """
   counts = {}
   for split in artifact_utils.decode_split_names(artifact.split_names):
-    name = NUM_EXAMPLES_PROPERTY.format(split=split)
+    name = raw_log_example_gen.NUM_EXAMPLES_PROPERTY.format(split=split)
     if artifact.has_custom_property(name):
       counts[split] = int(artifact.get_int_custom_property(name))
   return counts
@@ -92,8 +91,8 @@ class Executor(statistics_gen_executor.Executor):
     for split in splits:
       if split not in counts:  # not sampled (rate 1.0): the statistics count every example
         counts[split] = _counted(statistics, split)
-      statistics.set_int_custom_property(NUM_EXAMPLES_PROPERTY.format(split=split),
-                                         counts[split])
+      statistics.set_int_custom_property(
+          raw_log_example_gen.NUM_EXAMPLES_PROPERTY.format(split=split), counts[split])
 
 
 def _counted(statistics: types.Artifact, split: str) -> int:

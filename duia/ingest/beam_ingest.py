@@ -31,8 +31,6 @@ distributed runner (DESIGN section 8).
 
 import json
 import os
-import random
-import zlib
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
@@ -42,6 +40,7 @@ from duia.ingest import columnar_sweep
 from duia.ingest import mapping as mapping_lib
 from duia.ingest import point_in_time
 from duia.ingest import profiles
+from duia.ingest import train_shuffle
 from duia.models import features
 
 QUARANTINE = "quarantine"
@@ -50,13 +49,6 @@ SPARSIFIED = "sparsified"
 # Eval rows a validation holdout left out (`split.holdout`).
 HELD_OUT = "held_out_eval_rows"
 SPLITS = (point_in_time.TRAIN, point_in_time.EVAL)
-# The train split's shuffle (`ShuffleChunks`): groups, and consecutive records
-# of one user kept together. The in-memory runner emits groups in the order
-# their keys first appear, so the file is mixed only when each group is a
-# sample of many users: few groups (each 1/16 of the split, in one worker's
-# memory on a distributed runner).
-SHUFFLE_BUCKETS = 16
-SHUFFLE_CHUNK = 16
 
 
 def resolve_pattern(data_root: str, pattern: str) -> str:
@@ -253,8 +245,9 @@ def _add_counts(counts: Iterable[Tuple[int, int]]) -> Tuple[int, int]:
 class _DeriveUsers(beam.DoFn):
   """Per user: the serialized tf.Examples of its exposures, tagged by split.
 
-  Train examples come out in chunks of up to `SHUFFLE_CHUNK` consecutive ones
-  (lists), the unit `ShuffleChunks` shuffles; eval examples one by one.
+  Train examples come out in chunks of up to `train_shuffle.SHUFFLE_CHUNK`
+  consecutive ones (lists), the unit `train_shuffle.ShuffleChunks` shuffles;
+  eval examples one by one.
   """
 
   def __init__(self, mapping):
@@ -276,40 +269,8 @@ class _DeriveUsers(beam.DoFn):
         train.append(example)
       else:
         yield beam.pvalue.TaggedOutput(split, example)
-    for start in range(0, len(train), SHUFFLE_CHUNK):
-      yield beam.pvalue.TaggedOutput(point_in_time.TRAIN, train[start:start + SHUFFLE_CHUNK])
-
-
-def _shuffled_group(bucket: int, chunks: Iterable[List[bytes]]) -> Iterator[bytes]:
-  # Sorted first: a runner may hand a group's chunks over in any order, and the
-  # file should not depend on it.
-  chunks = sorted(chunks)
-  random.Random(bucket).shuffle(chunks)
-  for chunk in chunks:
-    yield from chunk
-
-
-@beam.ptransform_fn
-def ShuffleChunks(chunks, buckets: int = SHUFFLE_BUCKETS):  # pylint: disable=invalid-name
-  """The chunks' records, chunk by chunk in a pseudo-random order set by their bytes.
-
-  The sweep writes each user's examples together, and a training input's
-  shuffle buffer (100k records) cannot undo that at 1M rows and up: it would
-  hold a few hundred users at a time. Each chunk goes to one of `buckets`
-  groups by a hash of its bytes, so every group is a sample of all users, and
-  is written in a random order seeded by the bucket and independent of the
-  order the runner delivers the group in (the order of the groups is the
-  runner's). Unlike `beam.Reshuffle`, which only redistributes work (the
-  in-memory runner keeps the input order), this changes the order in the
-  file. A chunk's few records of one user stay together: the training
-  input's buffer mixes them, and gzip compresses neighbours that share most
-  of a history much faster than unrelated records (shuffled one by one,
-  compression became the ingestion's largest single cost).
-  """
-  return (chunks
-          | "HashBucket" >> beam.Map(lambda c: (zlib.crc32(c[0]) % buckets, c))
-          | "GroupBuckets" >> beam.GroupByKey()
-          | "ShuffleBucket" >> beam.FlatMapTuple(_shuffled_group))
+    for chunk in train_shuffle.split_into_chunks(train):
+      yield beam.pvalue.TaggedOutput(point_in_time.TRAIN, chunk)
 
 
 @beam.ptransform_fn
@@ -387,7 +348,9 @@ def IngestRawLogs(pipeline, mapping: mapping_lib.MappingConfig, data_root: str):
   ).with_outputs(*SPLITS)
 
   result[point_in_time.EVAL] = derived[point_in_time.EVAL]
-  result[point_in_time.TRAIN] = derived[point_in_time.TRAIN] | "ShuffleTrain" >> ShuffleChunks()  # pylint: disable=no-value-for-parameter
+  result[point_in_time.TRAIN] = (
+      derived[point_in_time.TRAIN]
+      | "ShuffleTrain" >> train_shuffle.ShuffleChunks())  # pylint: disable=no-value-for-parameter
   result[QUARANTINE] = quarantined | "FlattenQuarantine" >> beam.Flatten()
   result[LOW_ACTIVITY_THRESHOLD] = threshold
   return result

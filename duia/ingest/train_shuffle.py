@@ -1,0 +1,55 @@
+"""The train split's shuffle: a user's examples leave the sweep together; this mixes them.
+
+The point-in-time sweep writes each user's examples together, and a training
+input's shuffle buffer (100k records) cannot undo that at 1M rows and up: it
+would hold a few hundred users at a time. `ShuffleChunks` writes the split in
+chunks of a few examples of one user, in an order mixed across all users.
+"""
+
+import random
+import zlib
+from typing import Iterable, Iterator, List, Sequence
+
+import apache_beam as beam
+
+# Groups, and consecutive records of one user kept together. The in-memory runner emits groups in the order
+# their keys first appear, so the file is mixed only when each group is a
+# sample of many users: few groups (each 1/16 of the split, in one worker's
+# memory on a distributed runner).
+SHUFFLE_BUCKETS = 16
+SHUFFLE_CHUNK = 16
+
+
+def split_into_chunks(records: Sequence[bytes]) -> Iterator[List[bytes]]:
+  """One user's train records, in order, as chunks of at most `SHUFFLE_CHUNK`."""
+  for start in range(0, len(records), SHUFFLE_CHUNK):
+    yield list(records[start:start + SHUFFLE_CHUNK])
+
+
+def _shuffled_group(bucket: int, chunks: Iterable[List[bytes]]) -> Iterator[bytes]:
+  # Sorted first: a runner may hand a group's chunks over in any order, and the
+  # file should not depend on it.
+  chunks = sorted(chunks)
+  random.Random(bucket).shuffle(chunks)
+  for chunk in chunks:
+    yield from chunk
+
+
+@beam.ptransform_fn
+def ShuffleChunks(chunks, buckets: int = SHUFFLE_BUCKETS):  # pylint: disable=invalid-name
+  """The chunks' records, chunk by chunk in a pseudo-random order set by their bytes.
+
+  Each chunk goes to one of `buckets` groups by a hash of its bytes, so every
+  group is a sample of all users, and is written in a random order seeded by
+  the bucket and independent of the order the runner delivers the group in
+  (the order of the groups is the runner's). Unlike `beam.Reshuffle`, which only redistributes work (the
+  in-memory runner keeps the input order), this changes the order in the
+  file. A chunk's few records of one user stay together: the training
+  input's buffer mixes them, and gzip compresses neighbours that share most
+  of a history much faster than unrelated records (shuffled one by one,
+  compression became the ingestion's largest single cost).
+  """
+  return (chunks
+          | "HashBucket" >> beam.Map(lambda c: (zlib.crc32(c[0]) % buckets, c))
+          | "GroupBuckets" >> beam.GroupByKey()
+          | "ShuffleBucket" >> beam.FlatMapTuple(_shuffled_group))
