@@ -303,3 +303,14 @@ def test_train_split_is_shuffled_across_users(tmp_path):
   changes = sum(a != b for a, b in zip(users, users[1:]))
   assert changes >= 0.8 * len(users) / train_shuffle.SHUFFLE_CHUNK
   assert len(set(users[:len(users) // 4])) >= 25
+
+
+def test_a_shuffled_chunk_unpacks_to_its_records():
+  records = [b"", b"a", bytes(range(256)) * 40, b"\x00\x00\x00\x00"]
+  blob = train_shuffle.pack(records)
+  assert list(train_shuffle.unpack(blob)) == records
+  # A user's neighbouring examples share most of their bytes: the blob the
+  # shuffle holds is much smaller than the records.
+  similar = [bytes(range(256)) * 10 + bytes([i]) for i in range(16)]
+  assert len(train_shuffle.pack(similar)) < sum(map(len, similar)) / 10
+  assert list(train_shuffle.unpack(train_shuffle.pack([]))) == []

@@ -30,7 +30,7 @@ EXECUTOR_COMMAND = ["python", "-m",
                     "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
 COMPONENTS = ("RawLogExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
               "DistributionValidator", "DataValidationGate", "Transform",
-              "Trainer", "Evaluator", "Pusher")
+              "Trainer", "EvalSampleGen", "Evaluator", "Pusher")
 RESOLVERS = ("validated_statistics_resolver", "latest_model_resolver",
              "latest_blessed_model_resolver")
 

@@ -27,7 +27,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(REPO_ROOT, "deploy", "pipeline", "local-multiprocessing.json")
 COMPONENTS = ("RawLogExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
               "DistributionValidator", "DataValidationGate",
-              "Transform", "Trainer", "Evaluator", "Pusher")
+              "Transform", "Trainer", "EvalSampleGen", "Evaluator", "Pusher")
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,11 @@ BAD_LINES = [
 ]
 
 
+# The HIM run's Evaluator reads a weighted sample (its eval split has ~900
+# examples); the other runs' eval splits are under the default size.
+HIM_EVAL_SAMPLE = 300
+
+
 @pytest.fixture(scope="module", params=["ple", "duia_items", "him"])
 def pipeline_run(request, tmp_path_factory):
   """One pipeline run per variant: the PLE baseline, DUIA with every component, HIM."""
@@ -55,7 +60,9 @@ def pipeline_run(request, tmp_path_factory):
       training=model_config.preset("tiny", {"duia": {
           "variant": request.param, "user_level1": 8, "user_children": 2,
           "item_level1": 8, "item_children": 2, "memory_dim": 8}}),
-      blessing=configs.BlessingConfig(auc_floor=0.5))
+      blessing=configs.BlessingConfig(
+          auc_floor=0.5,
+          eval_sample_examples=HIM_EVAL_SAMPLE if request.param == "him" else 50_000))
   local_runner.run(config)
   return config
 
@@ -78,7 +85,7 @@ def test_pipeline_blesses_and_pushes_a_model(pipeline_run):
   names = [name for name, _ in report.component_seconds(config.metadata_path)]
   for component in ("RawLogExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
                     "DistributionValidator", "DataValidationGate", "Transform", "Trainer",
-                    "Evaluator", "Pusher"):
+                    "EvalSampleGen", "Evaluator", "Pusher"):
     assert component in names
 
 
@@ -103,6 +110,33 @@ def test_tfma_reports_every_slice(pipeline_run):
   assert 0.5 < overall["valid_consumption/auc"] <= 1.0
   assert overall["watch_time/root_mean_squared_error"] > 0
   assert 0.0 < overall["like/binary_crossentropy"] < 1.0
+
+
+def test_the_evaluator_reads_rare_slices_whole_and_a_weighted_sample_of_the_rest(pipeline_run):
+  config = pipeline_run
+  if config.training.duia.variant != "him":
+    pytest.skip("one variant samples its eval split")
+  full = {"overall": 0, "user_activity=low": 0, "item_popularity=tail": 0, "rare": 0}
+  for record in tf.data.TFRecordDataset(glob.glob(os.path.join(_eval_dir(config), "*")),
+                                        compression_type="GZIP"):
+    feature = tf.train.Example.FromString(record.numpy()).features.feature
+    low = feature[features.USER_ACTIVITY].bytes_list.value[0] == b"low"
+    tail = feature[features.ITEM_POPULARITY].bytes_list.value[0] == b"tail"
+    full["overall"] += 1
+    full["user_activity=low"] += low
+    full["item_popularity=tail"] += tail
+    full["rare"] += low or tail
+  common = full["overall"] - full["rare"]
+  assert full["overall"] > 2 * HIM_EVAL_SAMPLE and common > 100, full  # the setup samples
+  uri = report.latest_artifact_uri(config.metadata_path, "ModelEvaluation")
+  counts = {r.slice_name: r.values["valid_consumption/example_count"]
+            for r in report.load_slice_metrics(uri)}
+  # example_count is the examples evaluated: the rare slices all of theirs...
+  assert counts["user_activity=low"] == full["user_activity=low"] > 0
+  assert counts["item_popularity=tail"] == full["item_popularity=tail"] > 0
+  # ... the others about HIM_EVAL_SAMPLE / eval split of theirs (here ~0.34).
+  sampled_common = counts["overall"] - full["rare"]
+  assert 0 < sampled_common < 0.6 * common, (counts, full)
 
 
 def _eval_dir(config):

@@ -41,7 +41,9 @@ DEFAULT_SAMPLE_EXAMPLES = policy.ValidationConfig.statistics_sample_examples
 
 
 def sample_rate(num_examples: Optional[int], sample_examples: int) -> float:
-  """The share of a split's examples the statistics read (1.0 below the target).
+  """The share of a split's examples to read for about `sample_examples` (1.0 below).
+
+  Also EvalSampleGen's rate for the eval split's common examples.
 
   Args:
     num_examples: the split's exact example count; None (not recorded) -> 1.0.

@@ -67,6 +67,9 @@ LABEL_KEYS = [LABEL_VALID, LABEL_WATCH, LABEL_LIKE]
 SLICE_KEYS = [USER_ACTIVITY, ITEM_POPULARITY]
 LOW_ACTIVE, HIGH_ACTIVE = "low", "high"
 TAIL_ITEM, HEAD_ITEM = "tail", "head"
+# Written by EvalSampleGen on the Evaluator's examples only (never trained on):
+# 1 / the example's sampling rate, TFMA's example weight.
+EVAL_WEIGHT = "eval_weight"
 
 # --- grouping used by the raw-tensor serving signature ----------------------------
 # Sent once per request (shape [1] or [1, L]); broadcast over the candidates.

@@ -34,16 +34,20 @@ def packaged_mapping(name: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class BlessingConfig:
-  """When the Evaluator blesses a model (DESIGN section 6).
+  """What the Evaluator reads and when it blesses a model (DESIGN section 6).
 
   Attributes:
     task: the task whose AUC gates the push.
     auc_floor: absolute lower bound on overall AUC.
     max_auc_regression: allowed absolute AUC drop against the last blessed model.
+    eval_sample_examples: eval split size above which the Evaluator reads a
+      weighted sample of the high-active x head examples (low-active and tail
+      ones whole; `components/eval_sample_gen.py`); 0 reads every example.
   """
   task: str = "valid_consumption"
   auc_floor: float = 0.55
   max_auc_regression: float = 0.01
+  eval_sample_examples: int = 50_000
 
   def __post_init__(self):
     if not 0.0 <= self.auc_floor <= 1.0:
@@ -51,6 +55,10 @@ class BlessingConfig:
     if self.max_auc_regression < 0:
       raise ValueError("blessing.max_auc_regression must be >= 0. "
                        f"Received: {self.max_auc_regression}")
+    if (isinstance(self.eval_sample_examples, bool)
+        or not isinstance(self.eval_sample_examples, int) or self.eval_sample_examples < 0):
+      raise ValueError("blessing.eval_sample_examples must be an int >= 0 (0 reads every "
+                       f"example). Received: {self.eval_sample_examples!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +72,7 @@ class PipelineConfig:
     training: the model's training config.
     pipeline_name: name in ML Metadata.
     model_name: served model name (the push goes to <serving_root>/<model_name>/).
-    blessing: Evaluator thresholds.
+    blessing: the Evaluator's thresholds and eval sample.
     beam_pipeline_args: Beam options for every Beam component.
     enable_cache: reuse unchanged component outputs across runs.
     pipeline_root_override: TFX pipeline root instead of <root>/pipeline_root.

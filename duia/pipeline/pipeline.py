@@ -3,7 +3,7 @@
     RawLogExampleGen -> StatisticsGen (sampled by size) -> ExampleValidator (curated schema,
       ImportSchemaGen) + DistributionValidator (vs. the last validated
       statistics) -> DataValidationGate -> Transform -> Trainer
-      -> Evaluator (vs. latest blessed) -> Pusher
+      -> Evaluator (vs. latest blessed, on EvalSampleGen's weighted eval sample) -> Pusher
 
 Runners (local, Kubeflow) only pass their environment in.
 """
@@ -13,9 +13,11 @@ from typing import Optional
 
 from tfx import v1 as tfx
 
+from duia.components import eval_sample_gen
 from duia.components import raw_log_example_gen
 from duia.components import sampled_statistics_gen
 from duia.models import distribution
+from duia.models import features
 from duia.models import preprocessing
 from duia.models import trainer
 from duia.models import warmup_export
@@ -90,11 +92,15 @@ def create_pipeline(config: configs.PipelineConfig,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
   ).with_id("latest_blessed_model_resolver")
-  evaluator = tfx.components.Evaluator(
+  eval_sample = eval_sample_gen.EvalSampleGen(
       examples=example_gen.outputs["examples"],
+      sample_examples=config.blessing.eval_sample_examples)
+  evaluator = tfx.components.Evaluator(
+      examples=eval_sample.outputs[eval_sample_gen.EVAL_EXAMPLES_KEY],
       model=trainer_component.outputs["model"],
       baseline_model=model_resolver.outputs["model"],
-      eval_config=eval_config.make_eval_config(config.training.tasks, config.blessing))
+      eval_config=eval_config.make_eval_config(config.training.tasks, config.blessing,
+                                               example_weight_key=features.EVAL_WEIGHT))
   pusher = tfx.components.Pusher(
       model=trainer_component.outputs["model"],
       model_blessing=evaluator.outputs["blessing"],
@@ -105,7 +111,8 @@ def create_pipeline(config: configs.PipelineConfig,
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
       components=[example_gen, statistics_gen, *validation.in_order(), transform,
-                  latest_model, trainer_component, model_resolver, evaluator, pusher],
+                  latest_model, trainer_component, model_resolver, eval_sample, evaluator,
+                  pusher],
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=list(config.beam_pipeline_args))

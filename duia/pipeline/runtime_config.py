@@ -165,7 +165,7 @@ class RuntimeConfig:
     pipeline_name: name in ML Metadata and on Kubeflow ([a-z0-9-]).
     enable_cache: reuse unchanged component outputs across runs.
     training: training preset and overrides.
-    blessing: Evaluator thresholds.
+    blessing: the Evaluator's thresholds and eval sample.
     beam: Beam preset, options and extra args.
     metadata: ML Metadata store of local runs (SQLite or MySQL).
     distribution: tf.distribute strategy of the Trainer.
