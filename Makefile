@@ -22,7 +22,7 @@ $(STAMP): setup.py constraints.txt
 	@echo ">> creating $(VENV) with $(PYTHON)"
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade "pip==26.*"
-	$(VPY) -m pip install --progress-bar off -c constraints.txt -e ".[test]"
+	$(VPY) -m pip install --progress-bar off -c constraints.txt -e ".[test,bench]"
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -6,6 +6,7 @@ known-good freeze of the stack so pip resolves without backtracking.
 
 import setuptools
 
+# Every package the code imports is declared, even when TFX would bring it.
 INSTALL_REQUIRES = [
     "tfx==1.16.0",
     "tensorflow==2.16.2",
@@ -16,6 +17,10 @@ INSTALL_REQUIRES = [
     "tensorflow-metadata==1.16.1",
     "ml-metadata==1.16.0",
     "tensorflow-serving-api==2.16.1",
+    # Arrow columns and tfx_bsl's example encoder (the ingestion's columnar sweep).
+    "pyarrow==10.0.1",
+    "tfx-bsl==1.16.1",
+    "absl-py==1.4.0",
     "tensorflow-recommenders==0.7.7",
     # KubeflowV2DagRunner (tfx.orchestration.experimental) exists only when kfp imports.
     "kfp==2.5.0",
@@ -30,7 +35,10 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    "test": ["pytest==9.2.0", "hypothesis==6.168.5"],
+    # The TLS test makes its own certificates; the deploy test reads the YAML manifests.
+    "test": ["pytest==9.2.0", "hypothesis==6.168.5", "cryptography==47.0.0", "PyYAML==6.0.3"],
+    # benchmarks/: peak RSS of process trees, and reference AUCs.
+    "bench": ["psutil==7.2.2", "scikit-learn==1.5.1"],
 }
 
 setuptools.setup(

@@ -1,5 +1,8 @@
 """The `duia` command: every subcommand has --help; overrides parse into nested config."""
 
+import argparse
+import logging
+import re
 import subprocess
 import sys
 
@@ -18,6 +21,36 @@ def test_every_subcommand_has_help(command, capsys):
     cli_app.build_parser().parse_args([command, "--help"])
   assert exit_info.value.code == 0
   assert f"usage: duia {command}" in capsys.readouterr().out
+
+
+def _flags(parser: argparse.ArgumentParser, command: str = ""):
+  """(command, option strings, help) of every flag of `parser` and its subcommands."""
+  for action in parser._actions:  # pylint: disable=protected-access
+    if isinstance(action, argparse._SubParsersAction):  # pylint: disable=protected-access
+      for name, sub in action.choices.items():
+        yield from _flags(sub, f"{command} {name}".strip())
+    elif (action.option_strings
+          and not isinstance(action, argparse._HelpAction)):  # pylint: disable=protected-access
+      yield command, action.option_strings, action.help
+
+
+def test_every_flag_says_what_it_does():
+  from duia.serving import server_flags  # pylint: disable=g-import-not-at-top
+  flags = list(_flags(cli_app.build_parser())) + [
+      ("python -m duia.serving.server", options, text)
+      for _, options, text in _flags(server_flags.build_parser())]
+  assert len(flags) > 80
+  silent = [f"{command} {options[0]}" for command, options, text in flags if not text]
+  assert not silent, silent
+
+
+def test_serve_flags_are_named_as_the_model_servers():
+  # `duia serve` passes the other server flags through, so it uses their style.
+  from duia.serving import server_flags  # pylint: disable=g-import-not-at-top
+  serve = [o for c, options, _ in _flags(cli_app.build_parser()) if c == "serve" for o in options]
+  server = {o for _, options, _ in _flags(server_flags.build_parser()) for o in options}
+  assert serve and set(serve) <= server, set(serve) - server
+  assert all(re.fullmatch(r"--[a-z0-9_]+", o) for o in server), sorted(server)
 
 
 def test_console_script_is_installed():
@@ -92,3 +125,22 @@ def test_run_stopped_by_data_validation_exits_with_the_message(tmp_path, monkeyp
     cli.main(["run", "--data", "generated", "--data-root", str(tmp_path),
               "--root", str(tmp_path / "run")])
   assert exit_info.value.code == "duia run: feature 'label_watch': drifted"
+
+
+def test_a_resolver_finding_nothing_is_one_line_not_a_traceback(capsys):
+  progress = common._ProgressFilter()  # pylint: disable=protected-access
+  try:
+    raise RuntimeError("LatestArtifactStrategy returned None.")
+  except RuntimeError as e:
+    # As TFX's resolver_node_handler logs it (logging.exception).
+    record = logging.LogRecord("absl", logging.ERROR, __file__, 1,
+                               "[%s] Input resolution error: %s",
+                               ("latest_model_resolver", e), sys.exc_info())
+  assert not progress.filter(record)
+  out = capsys.readouterr().out
+  assert "latest_model_resolver: nothing to resolve yet" in out
+  assert len(out.strip().splitlines()) == 1
+  # Other errors still reach the log, whole.
+  other = logging.LogRecord("absl", logging.ERROR, __file__, 1, "Transform failed: %s",
+                            ("boom",), None)
+  assert progress.filter(other)

@@ -1,4 +1,4 @@
-"""Tests of the synthetic exposure-log generator (DESIGN section 3 contract)."""
+"""Tests of the synthetic exposure-log generator (docs/design.md §3 contract)."""
 
 import collections
 import dataclasses

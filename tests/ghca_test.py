@@ -29,7 +29,10 @@ def _sigmoid(x):
 
 
 def np_step(rule, v, mu):
-  """Closed-form step of one query v on its center mu (DUIA eq. 4-5, DESIGN 4.3, KDD eq. 1)."""
+  """Closed-form step of one query v on its center mu.
+
+  DUIA eq. 4-5 and KDD eq. 1 (docs/design.md §4.3).
+  """
   if rule == "ema":
     return v - mu
   s = _sigmoid(v @ mu)

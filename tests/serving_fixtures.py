@@ -1,6 +1,6 @@
 """A tiny stand-in ranker with the two serving signatures, and request data.
 
-`TinyRanker` has the signatures of DESIGN section 7 (`serving_default` over
+`TinyRanker` has the signatures of docs/design.md §7 (`serving_default` over
 serialized tf.Examples, `rank` over raw tensors with the user sent once) and a
 `scale` that tells versions apart; `save(scale, path)` writes it as a SavedModel.
 """

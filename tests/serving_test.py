@@ -1,6 +1,6 @@
 """Tests for duia.serving: the PredictionService server, model store and client.
 
-A tiny SavedModel with the two signatures of DESIGN section 7 (`serving_default`
+A tiny SavedModel with the two signatures of docs/design.md §7 (`serving_default`
 over serialized tf.Examples, `rank` over raw tensors with the user sent once) is
 saved as versions 1 and 2; a real gRPC server on a loopback port serves it and
 every answer is compared with the loaded signature called in-process.

@@ -4,7 +4,7 @@
     duia run --data generated --data-root data/generated --root runs/local
     duia run --config deploy/pipeline/local.json
     duia compile --kubeflow pipeline.json --config deploy/pipeline/kubeflow-dataflow.json
-    duia serve --model-base-path runs/local/serving/duia
+    duia serve --model_base_path runs/local/serving/duia
     duia predict --target 127.0.0.1:8500 --examples runs/local/...
     duia demo --root runs/local          # what `make run` does
     duia bench quality --data movielens-100k   # the papers' ablation, N1 sweep, plots

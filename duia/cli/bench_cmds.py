@@ -57,7 +57,8 @@ def add_parsers(sub) -> None:
   p.add_argument("--sweeps", type=common.name_list, default=("uie", "uhse"),
                  help="uie (flat UIE memory), uie_ghca (user GHCA), uhse (item GHCA); "
                       "default uie,uhse")
-  p.add_argument("--sweep-seed", type=int, default=0)
+  p.add_argument("--sweep-seed", type=int, default=0,
+                 help="training seed of the center-count sweep's models (default 0)")
   p.add_argument("--epochs", type=float, default=1.0,
                  help="training passes over the train split per model (default 1)")
   p.add_argument("--steps", type=int, default=None,

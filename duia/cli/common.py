@@ -14,10 +14,28 @@ def say(message: str) -> None:
   print(f"[{time.time() - _START:6.1f}s] {message}", flush=True)
 
 
+# TFX's resolver node logs this, with a traceback, when a resolver finds no
+# artifact (its strategy "returned None"): on a first run there is no earlier
+# model, blessed model or validated statistics, and the run goes on without.
+_RESOLUTION_ERROR = "[%s] Input resolution error"
+
+
+def _nothing_to_resolve(record: logging.LogRecord) -> bool:
+  return (str(record.msg).startswith(_RESOLUTION_ERROR)
+          and "returned None" in record.getMessage())
+
+
 class _ProgressFilter(logging.Filter):
-  """Lets through only the runner's component start/finish lines (and errors)."""
+  """Lets through only the runner's component start/finish lines (and errors).
+
+  A resolver that finds nothing is said in one line, without TFX's traceback.
+  """
 
   def filter(self, record: logging.LogRecord) -> bool:
+    if _nothing_to_resolve(record):
+      say(f"{record.args[0]}: nothing to resolve yet (no earlier artifact: normal on a "
+          "first run)")
+      return False
     if record.levelno >= logging.ERROR:
       return True
     text = str(record.msg)

@@ -45,13 +45,22 @@ def cmd_demo(args) -> None:
 def add_parser(sub) -> None:
   """Adds demo to the `duia` subparsers."""
   p = sub.add_parser("demo", help="generate -> pipeline -> serve -> rank (what `make run` does)")
-  p.add_argument("--root", default="runs/local")
-  p.add_argument("--exposures", type=int, default=20_000)
-  p.add_argument("--users", type=int, default=3)
-  p.add_argument("--candidates", type=int, default=10)
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--preset", default="small")
-  p.add_argument("--set", action="append", metavar="KEY=VALUE")
-  p.add_argument("--variant", choices=model_config.VARIANTS, default=None)
-  p.add_argument("--cache", action="store_true")
+  p.add_argument("--root", default="runs/local",
+                 help="run folder: logs, pipeline outputs, ML Metadata, pushed models "
+                      "(default runs/local)")
+  p.add_argument("--exposures", type=int, default=20_000,
+                 help="generated exposure rows (default 20,000)")
+  p.add_argument("--users", type=int, default=3,
+                 help="users ranked over gRPC at the end (default 3)")
+  p.add_argument("--candidates", type=int, default=10,
+                 help="eval items ranked per user (default 10)")
+  p.add_argument("--seed", type=int, default=0, help="seed of the generated logs and the draw")
+  p.add_argument("--preset", default="small",
+                 help="model size preset (duia.models.config: tiny, small, ...; default small)")
+  p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                 help="override a training config value, e.g. duia.user_level1=16 (repeatable)")
+  p.add_argument("--variant", choices=model_config.VARIANTS, default=None,
+                 help="the ranker: ple (baseline) or a DUIA variant (default: the preset's)")
+  p.add_argument("--cache", action="store_true",
+                 help="reuse unchanged component outputs of an earlier run in --root")
   p.set_defaults(func=cmd_demo)

@@ -189,12 +189,12 @@ def _require_data(parser, args) -> None:
 def add_parsers(sub) -> None:
   """Adds generate, run, report and compile to the `duia` subparsers."""
   p = sub.add_parser("generate", help="write synthetic exposure logs")
-  p.add_argument("--out", required=True)
-  p.add_argument("--exposures", type=int, default=20_000)
-  p.add_argument("--users", type=int, default=2_000)
-  p.add_argument("--items", type=int, default=3_000)
-  p.add_argument("--days", type=int, default=14)
-  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--out", required=True, help="folder to write exposures/, users/, items/ to")
+  p.add_argument("--exposures", type=int, default=20_000, help="exposure rows (default 20,000)")
+  p.add_argument("--users", type=int, default=2_000, help="users (default 2,000)")
+  p.add_argument("--items", type=int, default=3_000, help="items (default 3,000)")
+  p.add_argument("--days", type=int, default=14, help="days the exposures span (default 14)")
+  p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
   p.set_defaults(func=cmd_generate)
 
   p = sub.add_parser("run", help="run the TFX pipeline locally and print its report")

@@ -9,7 +9,8 @@ def cmd_serve(args) -> None:
   from duia.serving import server  # pylint: disable=g-import-not-at-top
   server.main([f"--model_base_path={args.model_base_path}", f"--model_name={args.model_name}",
                f"--host={args.host}", f"--port={args.port}"]
-              + ([f"--rest_api_port={args.rest_port}"] if args.rest_port is not None else [])
+              + ([f"--rest_api_port={args.rest_api_port}"] if args.rest_api_port is not None
+                 else [])
               + args.unknown_flags)
 
 
@@ -59,28 +60,35 @@ def cmd_predict(args) -> None:
 
 def add_parsers(sub) -> None:
   """Adds serve and predict to the `duia` subparsers."""
+  # Flags named as tensorflow_model_server's (and the server's own), so a
+  # command line moves between the two unchanged.
   p = sub.add_parser(
       "serve", help="serve pushed models over TF Serving's gRPC and REST APIs",
-      description="Other flags of `python -m duia.serving.server` pass through, e.g. "
+      description="Flags are named as tensorflow_model_server's. Every other flag of "
+                  "`python -m duia.serving.server --help` passes through, e.g. "
                   "--enable_batching --version_policy=latest:2 --file_system_poll_wait_seconds=5 "
                   "--ssl_cert_file=server.pem --ssl_key_file=server.key")
-  p.add_argument("--model-base-path", required=True,
+  p.add_argument("--model_base_path", required=True,
                  help="folder of numbered versions, e.g. runs/local/serving/duia")
-  p.add_argument("--model-name", default="duia")
-  p.add_argument("--host", default="127.0.0.1")
-  p.add_argument("--port", type=int, default=8500)
-  p.add_argument("--rest-port", type=int, default=None, help="REST API port (e.g. 8501)")
+  p.add_argument("--model_name", default="duia",
+                 help="the name requests address (ModelSpec.name); default duia")
+  p.add_argument("--host", default="127.0.0.1",
+                 help="interface to bind; 0.0.0.0 exposes the server (default 127.0.0.1)")
+  p.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
+  p.add_argument("--rest_api_port", type=int, default=None,
+                 help="REST API port (TF Serving uses 8501); no REST API if unset")
   # Flags of the server itself (python -m duia.serving.server --help) pass through.
   p.set_defaults(func=cmd_serve, pass_unknown_flags=True)
 
   p = sub.add_parser("predict", help="rank eval candidates for a few users via gRPC")
-  p.add_argument("--target", default="127.0.0.1:8500")
-  p.add_argument("--model-name", default="duia")
+  p.add_argument("--target", default="127.0.0.1:8500", help="the server's host:port")
+  p.add_argument("--model-name", default="duia", help="the served model's name")
   p.add_argument("--root", default="runs/local", help="run folder to take eval examples from")
   p.add_argument("--examples", default=None, help="an Examples split folder instead of --root")
-  p.add_argument("--users", type=int, default=3)
-  p.add_argument("--candidates", type=int, default=10)
-  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--users", type=int, default=3, help="users to rank for (default 3)")
+  p.add_argument("--candidates", type=int, default=10,
+                 help="eval items ranked per user (default 10)")
+  p.add_argument("--seed", type=int, default=0, help="seed of the user and candidate draw")
   p.add_argument("--tls-ca-file", default=None,
                  help="PEM CA of a server started with --ssl_cert_file: connect over TLS")
   p.set_defaults(func=cmd_predict)

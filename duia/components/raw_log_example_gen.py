@@ -1,7 +1,7 @@
 """RawLogExampleGen: an ExampleGen-style TFX component for raw exposure logs.
 
 It reads exposures, users and items as described by a mapping config, joins
-them, derives the point-in-time features of DESIGN section 3, splits train/eval
+them, derives the point-in-time features of docs/design.md §3, splits train/eval
 by time and writes gzipped tf.Example TFRecords in the Examples artifact layout
 that StatisticsGen, Transform and the rest of TFX read. Rows that cannot be
 ingested go to a separate Quarantine artifact with their reason, and are counted

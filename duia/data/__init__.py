@@ -1,4 +1,4 @@
-"""Raw exposure-log data: the synthetic generator (DESIGN section 3)."""
+"""Raw exposure-log data: the synthetic generator (docs/design.md §3)."""
 
 from duia.data.generator import GeneratorConfig
 from duia.data.generator import World

@@ -1,6 +1,6 @@
 """Deterministic, streaming synthetic exposure logs with planted structure.
 
-Writes the three raw inputs of the data contract (DESIGN section 3) as gzip JSON
+Writes the three raw inputs of the data contract (docs/design.md §3) as gzip JSON
 Lines: `users.jsonl.gz`, `items.jsonl.gz`, `exposures/part-NNNNN.jsonl.gz`.
 
 The logs hide structure that a ranker using ids, categories and history can

@@ -26,7 +26,7 @@ so the dropped rows count toward no item's popularity and reach no history or
 example, while each user's split is the one a run without sparsify makes.
 
 The joins are keyed group-bys, so the same code shards by item and by user on a
-distributed runner (DESIGN section 8).
+distributed runner (docs/design.md §8).
 """
 
 import json

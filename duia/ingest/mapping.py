@@ -4,7 +4,7 @@ A mapping config is a JSON file (see `duia/configs/*.json`) that names, for each
 of the three inputs (exposures, users, items), where the files are, their format,
 and how each canonical field is computed from the raw columns; plus the label
 rules, the point-in-time derivation parameters and the split. Other logs ingest
-by writing a new mapping config; no code changes (DESIGN section 3).
+by writing a new mapping config; no code changes (docs/design.md §3).
 
 Sources (`sources.<table>`): `exposures` is required; `users` and `items` are
 optional. A table without a source is not joined (so none of its ids is
@@ -158,7 +158,7 @@ class SourceConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DeriveConfig:
-  """Point-in-time derivation parameters (DESIGN section 3)."""
+  """Point-in-time derivation parameters (docs/design.md §3)."""
   history_length: int = 100
   negatives_length: int = 20
   activity_window_days: float = 30.0

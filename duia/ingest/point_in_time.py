@@ -1,7 +1,7 @@
 """Point-in-time features: only data strictly before an exposure's `ts` is used.
 
 Two sweeps, each over one key's exposures sorted by time, so both shard by key on
-Beam (DESIGN section 8): per item (cumulative exposures -> `item_popularity`) and
+Beam (docs/design.md §8): per item (cumulative exposures -> `item_popularity`) and
 per user (history, negatives with the ts of each entry, trailing activity ->
 `user_activity`, split). With `sparsify` or a validation holdout on, a third
 per-user pass before the item sweep cuts rows (`cut_user_exposures`).
@@ -240,7 +240,7 @@ def threshold_for_share(users_by_count: Mapping[int, int], share: float) -> int:
 
   Args:
     users_by_count: valid-consumption count -> number of users with that count.
-    share: the wanted share of low-active users (DESIGN: about 0.3).
+    share: the wanted share of low-active users (docs/design.md §3: about 0.3).
   """
   total = sum(users_by_count.values())
   if total == 0:

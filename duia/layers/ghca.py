@@ -11,7 +11,7 @@ averages over the sampled queries assigned to them in the batch. Update rules:
 
     "gradient"       down L = sigmoid(v.mu) * ||v - mu||^2, v constant (eq. 4-5)
     "weighted_pull"  mu += rho * 2 * sigmoid(v.mu) * (v - mu): sigmoid(v.mu) is a
-                     confidence weight under stop_gradient (DESIGN 4.3; eq. 4-5
+                     confidence weight under stop_gradient (docs/design.md §4.3; eq. 4-5
                      is also minimised by pushing the center away, so its
                      gradient runs off for query norms above about 2)
     "ema"            mu += rho * (mean(v) - mu)   (UIE, KDD paper formula 1)

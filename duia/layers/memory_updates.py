@@ -49,7 +49,7 @@ def all_reduce_sum(values):
 
   Memory updates are computed from per-center (per-row) sums and counts, so
   summing them across replicas before the update gives every replica the same
-  step as one device on the global batch (DESIGN section 8).
+  step as one device on the global batch (docs/design.md §8).
   """
   ctx = tf.distribute.get_replica_context()
   if ctx is None or ctx.num_replicas_in_sync <= 1:

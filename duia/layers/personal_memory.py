@@ -7,7 +7,7 @@ then take a step of rate `lambda` toward them, down
     L_l = sigmoid(mu_l . p_l) * ||mu_l - p_l||^2       (eq. 9-10, w.r.t. p_l)
 
 ("gradient"), or by the weighted pull p_l += lambda * 2*sigmoid(mu_l.p_l)*(mu_l - p_l)
-("weighted_pull", DESIGN 4.3). The same layer serves items (DESIGN 4.4, "DUIA
+("weighted_pull", docs/design.md §4.3). The same layer serves items (docs/design.md §4.4, "DUIA
 for items") with item ids and user centers as targets.
 """
 
@@ -35,7 +35,7 @@ class PersonalizedMemory(tf.keras.layers.Layer):
   and counts are dense [num_buckets, levels, dim] tensors, all-reduced so every
   replica applies the same step; this costs O(num_buckets * levels * dim) per
   step and suits the bucket counts of this project. At internet scale the memory
-  becomes a side table fed as features (DESIGN section 8). One replica uses
+  becomes a side table fed as features (docs/design.md §8). One replica uses
   sparse per-unique-id sums.
 
   Weights (non-trainable): `memory`, and `nonfinite_skipped` [] counting the

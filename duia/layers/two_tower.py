@@ -1,6 +1,6 @@
 """The auxiliary two-tower model that gives DUIA its user and item vectors.
 
-DESIGN section 4.2, DUIA section 4.2 and eq. 1. The towers read the ranker's
+docs/design.md §4.2, DUIA section 4.2 and eq. 1. The towers read the ranker's
 own embeddings under `stop_gradient`, so nothing the auxiliary model learns
 flows back into the ranker; they are trained by their own loss:
 

@@ -94,7 +94,7 @@ class DUIAConfig:
                 to long-tailed users, on the same PLE
 
   Paper defaults (industrial scale) are in brackets; the defaults here fit
-  small data on 2 cores (a center should see enough users, DESIGN 4.6).
+  small data on 2 cores (a center should see enough users, docs/design.md §4.6).
 
   Attributes:
     variant: one of VARIANTS.
@@ -105,8 +105,8 @@ class DUIAConfig:
     item_level1, item_children: item GHCA sizes [2048, 10].
     flat_clusters, flat_top_k: UIE-KDD's flat memory N and top-K1 [256, 3].
     update_rule: "gradient" (DUIA eq. 4-5 literally), "weighted_pull" (sigmoid
-      as a confidence weight under stop_gradient; DESIGN 4.3) or "ema".
-    normalize: L2-normalise tower outputs, the fix DESIGN 4.3 suggests for the
+      as a confidence weight under stop_gradient; docs/design.md §4.3) or "ema".
+    normalize: L2-normalise tower outputs, the fix docs/design.md §4.3 suggests for the
       runaway of the literal gradient rule.
     rate: rho = lambda = eta, the center update rates [0.05; UIE-KDD 0.01].
     sample_rate: share of rows that update the memories [0.3].

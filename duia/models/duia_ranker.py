@@ -1,6 +1,6 @@
 """The PLE ranker with DUIA's user-interest enhancement (Liu et al., CIKM 2024).
 
-    embeddings --stop_gradient--> auxiliary towers -> v_user, v_item   (DESIGN 4.2)
+    embeddings --stop_gradient--> auxiliary towers -> v_user, v_item   (docs/design.md §4.2)
     v_user -> UIE (GHCA or flat memory)       -> enhancement
     v_user, v_item -> UPBE (personal memory)  -> enhancement
     history item vectors -> UHSE (item GHCA)  -> enhancement
@@ -8,7 +8,7 @@
     [PLE input, enhancements] -> PLE -> tasks
 
 Training loss (DUIA eq. 15): L_MTL + L_aux. The towers' inputs are the ranker's
-embeddings under stop_gradient (DESIGN 4.2); the task losses do reach the
+embeddings under stop_gradient (docs/design.md §4.2); the task losses do reach the
 towers through the similarity weights of eq. 6 and UHSE's attention. The clustering terms of eq. 15
 (rho, lambda, eta) are applied by the memory layers themselves, as a step on
 their non-trainable centers inside `call` (like BatchNormalization's moving
@@ -59,7 +59,7 @@ class DUIARanker(ple_ranker.PLERanker):
     """Item-tower vectors of the distinct history items, and each position's index.
 
     UHSE needs a vector per history position; computing it once per unique
-    item in the batch (DESIGN 4.4) keeps the tower and the center lookups to
+    item in the batch (docs/design.md §4.4) keeps the tower and the center lookups to
     U rows instead of B * L.
 
     Returns:

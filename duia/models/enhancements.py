@@ -2,8 +2,8 @@
 
 Each block owns its memories and its generalization layer and returns one
 enhancement vector [B, enhancement_dim] that the ranker concatenates to its
-input (DUIA Figure 2; DESIGN 4.4). Queries are tower outputs, L2-normalised when
-`normalize` is on (DESIGN 4.3: keeps the papers' update rules from running off).
+input (DUIA Figure 2; docs/design.md §4.4). Queries are tower outputs, L2-normalised when
+`normalize` is on (docs/design.md §4.3: keeps the papers' update rules from running off).
 Memories update inside `call` only when `training` (the GHCA/personalized
 layers check it) and never at serving.
 """
@@ -256,7 +256,7 @@ def _count_per_center(center_ids, weights, num_centers: int):
 
 
 class ItemEnhancement(tf.keras.layers.Layer):
-  """DUIA for items (section 4.5; DESIGN 4.4): UIE and UPBE with roles swapped.
+  """DUIA for items (section 4.5; docs/design.md §4.4): UIE and UPBE with roles swapped.
 
   The target item queries the item GHCA (weighted centers + a personal item
   vector); positive rows pull a per-item personalized vector toward the user

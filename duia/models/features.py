@@ -3,8 +3,8 @@
 Every other module (ingestion, Transform, the ranker, serving, evaluation) names
 features through the constants here, so a rename happens in one place.
 
-Raw features are what the ingestion component writes into tf.Examples (DESIGN
-section 3). Transformed features are what Transform hands to the ranker; their
+Raw features are what the ingestion component writes into tf.Examples (docs/design.md
+§3). Transformed features are what Transform hands to the ranker; their
 keys are the raw keys with `TRANSFORMED_SUFFIX` appended.
 """
 

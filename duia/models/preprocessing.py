@@ -178,7 +178,7 @@ def preprocessing_fn(inputs: Dict[str, Any],
     out[features.transformed_name(key)] = tft.scale_to_z_score(value)
 
   # Not a ranker input: the DUIA memories sample rows by activity group with it
-  # (DESIGN 4.3), 0 for low-active and 1 for high-active.
+  # (docs/design.md §4.3), 0 for low-active and 1 for high-active.
   out[features.transformed_name(features.USER_ACTIVITY)] = tf.cast(
       tf.equal(_as_scalar(inputs[features.USER_ACTIVITY], ""), features.HIGH_ACTIVE), tf.int64)
 

@@ -5,7 +5,7 @@
   fused score; the Transform graph is inside.
 - `rank`: named raw tensors. User-level features come once ([1] or [1, L]),
   the candidates' per candidate ([N] or [N, L]), so a 100-candidate request
-  does not carry the user's history 100 times (DESIGN section 7). The user side
+  does not carry the user's history 100 times (docs/design.md §7). The user side
   is also computed once: Transform runs on the user's one row and the
   candidates' N rows in one call (no preprocessing op mixes user and item
   features), and the ranker meets the two only where a candidate needs the

@@ -99,7 +99,7 @@ def warm_start(model: tf.keras.Model, base_model_dir: str,
                config: config_lib.TrainingConfig, sample_batch) -> bool:
   """Continues from a previous model's weights, centers and memories included.
 
-  The stream clustering then goes on across pipeline runs (DESIGN section 5).
+  The stream clustering then goes on across pipeline runs (docs/design.md §5).
   Only a model trained with the same config is a valid start (other shapes or
   variants would not map); anything else is logged and skipped.
 

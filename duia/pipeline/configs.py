@@ -34,7 +34,7 @@ def packaged_mapping(name: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class BlessingConfig:
-  """What the Evaluator reads and when it blesses a model (DESIGN section 6).
+  """What the Evaluator reads and when it blesses a model (docs/design.md §6).
 
   Attributes:
     task: the task whose AUC gates the push.

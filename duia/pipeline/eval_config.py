@@ -4,7 +4,7 @@ In the pipeline the metrics are weighted by EvalSampleGen's `eval_weight`
 (components/eval_sample_gen.py), so they estimate the whole eval split's
 values; `example_count` stays the number of examples evaluated.
 
-Metrics (DESIGN section 6): AUC, log loss (binary cross-entropy) and calibration
+Metrics (docs/design.md §6): AUC, log loss (binary cross-entropy) and calibration
 (mean prediction / mean label) per binary task; RMSE for watch time. Slices:
 overall, `user_activity`, `item_popularity` and their cross. The model is
 blessed when the gating task's overall AUC clears an absolute floor and does not

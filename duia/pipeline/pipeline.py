@@ -56,7 +56,7 @@ def create_pipeline(config: configs.PipelineConfig,
       custom_config={trainer.CONFIG_KEY: training_json},
       # No pre-/post-transform TFDV statistics: StatisticsGen already has the
       # raw ones, and these two more passes over the data were a large part of
-      # Transform's time (see README, Scale).
+      # Transform's time when it was profiled (an early stop; not re-measured).
       disable_statistics=True)
   # The gate passes nothing Transform reads; this edge is what makes its
   # failure stop the run.

@@ -1,4 +1,4 @@
-"""Serving over TF Serving's gRPC and REST protocols (DESIGN s. 7).
+"""Serving over TF Serving's gRPC and REST protocols (docs/design.md §7).
 
 There is no `tensorflow_model_server` binary on this stack, so the project ships
 its own server that speaks the same protocol; the client here works against

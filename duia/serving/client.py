@@ -1,4 +1,4 @@
-"""Ranking client for TF Serving's `PredictionService` (DESIGN section 7).
+"""Ranking client for TF Serving's `PredictionService` (docs/design.md §7).
 
 Works against `duia.serving.server` and `tensorflow_model_server` alike: it only
 uses TF Serving's protos. A ranking request scores one user against many

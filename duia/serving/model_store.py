@@ -5,8 +5,8 @@ the store serves from. A request takes a reference once and keeps the version it
 with for its whole life; `ModelStore.refresh()` loads (and warms up) new
 versions off the request path and then replaces the map in one assignment. A
 version that fails to load or warm up is reported in its status and never
-served; the versions already served stay. This is the hot reload of DESIGN
-section 7, as TF Serving's file-system source and aspired-versions manager do
+served; the versions already served stay. This is the hot reload of docs/design.md
+§7, as TF Serving's file-system source and aspired-versions manager do
 it: poll, load, warm up, swap, unload.
 
 Example:

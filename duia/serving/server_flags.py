@@ -19,24 +19,29 @@ from duia.serving import version_policy
 def build_parser() -> argparse.ArgumentParser:
   """The flags; named after `tensorflow_model_server`'s where one exists."""
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--model_base_path", required=True)
-  parser.add_argument("--model_name", default=server.DEFAULT_MODEL_NAME)
+  parser.add_argument("--model_base_path", required=True,
+                      help="Folder of numbered model versions, e.g. runs/local/serving/duia.")
+  parser.add_argument("--model_name", default=server.DEFAULT_MODEL_NAME,
+                      help="The name requests address (ModelSpec.name).")
   parser.add_argument("--host", default="127.0.0.1",
                       help="Interface to bind (0.0.0.0 exposes the server).")
   parser.add_argument("--port", type=int, default=server.DEFAULT_PORT,
                       help="gRPC port; 0 picks a free port (logged at start).")
   parser.add_argument("--rest_api_port", type=int, default=None,
                       help=f"REST port (TF Serving uses {rest.DEFAULT_REST_PORT}); off if unset.")
-  parser.add_argument("--max_workers", type=int, default=4)
+  parser.add_argument("--max_workers", type=int, default=4,
+                      help="Threads of the gRPC server.")
   parser.add_argument("--max_concurrent_requests", type=int, default=None,
                       help="gRPC requests held at once; more get RESOURCE_EXHAUSTED "
                            "(default 8 x max_workers).")
-  parser.add_argument("--max_message_bytes", type=int, default=server.DEFAULT_MAX_MESSAGE_BYTES)
+  parser.add_argument("--max_message_bytes", type=int, default=server.DEFAULT_MAX_MESSAGE_BYTES,
+                      help="Largest gRPC request or response accepted.")
   parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
                       help="Seconds between looks for new versions; 0 turns polling off.")
   parser.add_argument("--version_policy", default="latest:1", type=version_policy.VersionPolicy.parse,
                       help="'latest:N' or 'specific:V1,V2'.")
-  parser.add_argument("--enable_batching", action="store_true")
+  parser.add_argument("--enable_batching", action="store_true",
+                      help="Merge concurrent `rank` requests into `rank_users` calls.")
   defaults = batching_lib.BatchingConfig()
   for name in ("max_batch_size", "batch_timeout_micros", "num_batch_threads",
                "max_enqueued_batches"):
@@ -50,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
                       help="Threads running independent ops of one call; 0 lets "
                            "TensorFlow choose.")
-  parser.add_argument("--grace_s", type=float, default=5.0)
+  parser.add_argument("--grace_s", type=float, default=5.0,
+                      help="Seconds in-flight requests get to finish on SIGTERM/SIGINT.")
   parser.add_argument("--ssl_cert_file", default=None,
                       help="PEM server certificate: serve gRPC over TLS (with --ssl_key_file).")
   parser.add_argument("--ssl_key_file", default=None, help="PEM private key of the certificate.")

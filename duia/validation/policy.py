@@ -1,6 +1,6 @@
 """What the data validation checks, and which of its anomalies a run tolerates.
 
-Two checks run on every pipeline run's statistics (DESIGN section 3):
+Two checks run on every pipeline run's statistics (docs/design.md §3):
   * the schema check (ExampleValidator against the curated schema): new or
     missing features, other value types, values outside the schema's ranges;
   * the drift check (DistributionValidator against the statistics of the last
@@ -31,7 +31,7 @@ DATASET = "(dataset)"
 # means the logging or a mapping changed (e.g. watch time logged in ms). Where
 # nothing changed the labels' divergences stay <= 0.03, under the ms change
 # they are ~1 (`python -m benchmarks.drift_bench`), so 0.1 stops gross shifts
-# only (README, Data validation).
+# only (docs/data-validation.md).
 DEFAULT_DRIFT: Mapping[str, Mapping[str, float]] = {
     features.LABEL_VALID: {"jensen_shannon_divergence": 0.1},
     features.LABEL_LIKE: {"jensen_shannon_divergence": 0.1},
