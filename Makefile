@@ -11,7 +11,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test venv clean
+.PHONY: run test test-fast venv clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(VPY) -m pytest
+
+# The unit tests only (layers against NumPy references, ingestion, configs,
+# serving, CLI): no pipeline runs, no whole-model training.
+test-fast: $(STAMP)
+	$(VPY) -m pytest -m "not e2e and not slow"
 
 clean:
 	rm -rf runs .pytest_cache

@@ -14,6 +14,9 @@ import pytest
 
 from tests import fresh_interpreter
 
+# Not in `make test-fast`: a fresh interpreter tracing three rankers under MirroredStrategy.
+pytestmark = pytest.mark.slow
+
 GLOBAL_BATCH, TABLE_SIZE, STEPS = 64, 40, 2
 VARIANTS = ("ple", "duia", "duia_items")
 

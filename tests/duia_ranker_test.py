@@ -10,6 +10,9 @@ from duia.models import config as config_lib
 from duia.models import features
 from tests import model_fixtures
 
+# Not in `make test-fast`: builds and trains whole rankers (~200 s).
+pytestmark = pytest.mark.slow
+
 XF = features.transformed_name
 TABLE_SIZE = 40
 

@@ -10,6 +10,9 @@ from duia.models import features
 from duia.models import him_ranker
 from tests import model_fixtures
 
+# Not in `make test-fast`: builds and trains whole HIM rankers, SavedModel round trip.
+pytestmark = pytest.mark.slow
+
 XF = features.transformed_name
 TABLE_SIZE = 40
 

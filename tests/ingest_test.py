@@ -264,6 +264,7 @@ def test_movielens_format_ingests_by_config(tmp_path, with_header):
   assert three_star[features.HIST_ITEM_IDS] == ["1"]
 
 
+@pytest.mark.slow  # the whole MovieLens 100K through the ingestion (~40 s)
 def test_real_movielens_ingests_without_loss(movielens_dir, tmp_path):
   mapping = mapping_lib.load_mapping(configs.packaged_mapping("movielens-100k"))
   summary = beam_ingest.run_ingestion(mapping, movielens_dir, str(tmp_path))

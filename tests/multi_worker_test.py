@@ -18,6 +18,9 @@ import sys
 import numpy as np
 import pytest
 
+# Not in `make test-fast`: two worker processes training under MultiWorkerMirroredStrategy.
+pytestmark = pytest.mark.slow
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH, TABLE_SIZE, BATCHES = 32, 40, 4
 

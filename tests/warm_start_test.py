@@ -4,10 +4,14 @@ import json
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from duia.models import trainer
 from tests import duia_ranker_test as helpers
+
+# Not in `make test-fast`: trains and saves whole rankers twice.
+pytestmark = pytest.mark.slow
 
 
 def _save(model, config, path, batch):
