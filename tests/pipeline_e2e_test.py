@@ -270,6 +270,29 @@ def test_duia_model_reports_its_memories_and_warm_starts(pipeline_run):
   assert report.count_executions(config.metadata_path, "Trainer") == 2
 
 
+def test_the_pushed_model_is_compared_with_ple_on_the_same_data(pipeline_run, tmp_path):
+  from duia.quality import baseline_comparison  # pylint: disable=g-import-not-at-top
+  config = pipeline_run
+  if config.training.duia.variant == "ple":
+    with pytest.raises(ValueError, match="The run trained PLE"):
+      baseline_comparison.compare_with_ple(config, str(tmp_path))
+    return
+  if config.training.duia.variant != "duia_items":
+    pytest.skip("one DUIA variant shows the comparison")
+  rows = baseline_comparison.compare_with_ple(config, str(tmp_path))
+  by_slice = {r["slice"]: r for r in rows}
+  assert list(by_slice) == [label for label, _ in baseline_comparison.SLICES]
+  # The pushed model is the candidate: its AUC is the pipeline Evaluator's.
+  assert by_slice["overall"]["candidate"] == pytest.approx(_overall_auc(config), abs=1e-6)
+  for row in rows:
+    assert row["rows"] > 0
+    assert row["diff"] == pytest.approx(row["candidate"] - row["baseline"], abs=1e-6)
+    assert row["lower"] <= row["diff"] <= row["upper"], row  # a paired interval around it
+  assert os.path.exists(os.path.join(tmp_path, "ple", "saved_model.pb"))
+  table = baseline_comparison.format_rows(rows, "duia_items")
+  assert "duia_items - ple [95% CI]" in table and "low-active users" in table
+
+
 def _overall_auc(config):
   uri = report.latest_artifact_uri(config.metadata_path, "ModelEvaluation")
   rows = {r.slice_name: r.values for r in report.load_slice_metrics(uri)}

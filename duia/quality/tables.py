@@ -31,7 +31,8 @@ def fmt_rate(value: Optional[float]) -> str:
   return "-" if value is None else f"{value:.2f}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
+  """A Markdown table's lines (header, rule, one line per row)."""
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   lines += ["| " + " | ".join(row) + " |" for row in rows]
   return lines
@@ -48,7 +49,7 @@ def auc_table(results: Mapping[str, Any]) -> List[str]:
   for variant, summary in results["variants"].items():
     rows.append([variant] + [fmt_value(summary.get(s, {}).get("mean"), summary.get(s, {}).get("std"))
                              for s in slices.values()])
-  return _table(["variant"] + list(slices), rows)
+  return markdown_table(["variant"] + list(slices), rows)
 
 
 def _uplift_rows(results: Mapping[str, Any], cell) -> List[str]:
@@ -60,7 +61,7 @@ def _uplift_rows(results: Mapping[str, Any], cell) -> List[str]:
       continue
     ups = [(summary.get(s) or {}).get("uplift") for s in slices.values()]
     rows.append([variant] + [cell(up) if up else "-" for up in ups])
-  return _table(["variant"] + list(slices), rows)
+  return markdown_table(["variant"] + list(slices), rows)
 
 
 def uplift_table(results: Mapping[str, Any]) -> List[str]:
@@ -90,7 +91,7 @@ def sweep_table(results: Mapping[str, Any]) -> List[str]:
                    fmt_value(point["auc"].get(overall)),
                    _fmt_point_diff(up.get(low)), _fmt_point_diff(up.get(high)),
                    fmt_rate(point["hit_rate"])])
-  return _table(["sweep", "N1", "low-active", "high-active", "overall", "low - PLE [95% CI]",
+  return markdown_table(["sweep", "N1", "low-active", "high-active", "overall", "low - PLE [95% CI]",
                  "high - PLE [95% CI]", "level-1 hit rate"], rows)
 
 
@@ -106,7 +107,7 @@ def decile_table(results: Mapping[str, Any]) -> List[str]:
     ups = [(summary.get(s) or {}).get("uplift") for s in deciles["slices"]]
     rows.append([variant] + [fmt_diff(up["mean"], None, up["interval"]["lower"],
                                       up["interval"]["upper"]) if up else "-" for up in ups])
-  return _table(header, rows)
+  return markdown_table(header, rows)
 
 
 def _fmt_point_diff(diff: Optional[Mapping[str, Any]]) -> str:
