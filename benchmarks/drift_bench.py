@@ -32,7 +32,7 @@ import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from duia.data import generator
-from duia.ingest import beam_ingest
+from duia.ingest import ingest_outputs
 from duia.ingest import mapping as mapping_lib
 from duia.models import features
 from duia.pipeline import configs
@@ -51,7 +51,7 @@ CATEGORICAL = [features.DEVICE, features.AGE_BUCKET, features.USER_ACTIVITY,
 def ingest(data_root: str, mapping_name: str, out: str) -> Dict[str, object]:
   """{split: statistics} of the logs at `data_root`, ingested like the pipeline does."""
   mapping = mapping_lib.load_mapping(configs.packaged_mapping(mapping_name))
-  beam_ingest.run_ingestion(mapping, data_root, out)
+  ingest_outputs.run_ingestion(mapping, data_root, out)
   return {split: tfdv.generate_statistics_from_tfrecord(
       os.path.join(out, "examples", f"Split-{split}", "*")) for split in ("train", "eval")}
 

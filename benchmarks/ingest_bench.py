@@ -1,7 +1,7 @@
 """Ingestion benchmark: the raw-log ExampleGen's Beam pipeline alone, timed, with a digest.
 
 Generates logs of `--rows` exposures (once per size, kept under `--work`), runs
-`beam_ingest.run_ingestion` on them `--repeats` times with the pipeline's local
+`ingest_outputs.run_ingestion` on them `--repeats` times with the pipeline's local
 Beam args, and prints the wall time of each run, the process's peak RSS and a
 digest of the examples written (SHA-1 over the sorted per-example digests of both splits). Two code
 versions that give the same digest wrote the same examples, so an ingestion
@@ -26,7 +26,7 @@ from duia import keras_env  # noqa: F401  pylint: disable=unused-import
 import tensorflow as tf
 
 from duia.data import generator
-from duia.ingest import beam_ingest
+from duia.ingest import ingest_outputs
 from duia.ingest import mapping as mapping_lib
 from duia.pipeline import configs
 
@@ -64,7 +64,7 @@ def main() -> None:
   for _ in range(args.repeats):
     shutil.rmtree(out_dir, ignore_errors=True)
     started = time.time()
-    summary = beam_ingest.run_ingestion(mapping, data_root, out_dir,
+    summary = ingest_outputs.run_ingestion(mapping, data_root, out_dir,
                                         beam_args=configs.LOCAL_BEAM_ARGS)
     seconds.append(round(time.time() - started, 1))
   # The in-memory runner holds its group-bys' data in this process.

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from duia.data import generator
-from duia.ingest import beam_ingest
+from duia.ingest import ingest_outputs
 from duia.ingest import mapping as mapping_lib
 from duia.models import features
 from duia.pipeline import configs
@@ -95,7 +95,7 @@ def injected(tmp_path_factory):
   open(os.path.join(data, "exposures", "part-empty-plain.jsonl"), "wb").close()
   out = str(tmp_path_factory.mktemp("out"))
   mapping = mapping_lib.load_mapping(configs.packaged_mapping("generated"))
-  summary = beam_ingest.run_ingestion(mapping, data, out)
+  summary = ingest_outputs.run_ingestion(mapping, data, out)
   return summary, bad, clean, out
 
 

@@ -21,7 +21,7 @@ from tfx import v1 as tfx
 
 from duia.components import sampled_statistics_gen
 from duia.data import generator
-from duia.ingest import beam_ingest
+from duia.ingest import ingest_outputs
 from duia.ingest import example_encoding
 from duia.ingest import mapping as mapping_lib
 from duia.models import features
@@ -57,7 +57,7 @@ def ingested(tmp_path_factory):
       num_users=120, num_items=200, num_exposures=1500, seed=5))
   out = str(tmp_path_factory.mktemp("out"))
   mapping = mapping_lib.load_mapping(configs.packaged_mapping("generated"))
-  beam_ingest.run_ingestion(mapping, data, out)
+  ingest_outputs.run_ingestion(mapping, data, out)
   return {split: read_examples(os.path.join(out, "examples", f"Split-{split}", "*"))
           for split in ("train", "eval")}
 

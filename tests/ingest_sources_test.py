@@ -8,7 +8,7 @@ import os
 import pytest
 import tensorflow as tf
 
-from duia.ingest import beam_ingest
+from duia.ingest import ingest_outputs
 from duia.ingest import example_encoding
 from duia.ingest import mapping as mapping_lib
 from duia.ingest import point_in_time
@@ -59,7 +59,7 @@ def movielens_1m(tmp_path_factory):
   data = tmp_path_factory.mktemp("ml-1m")
   _write_ratings(str(data / "ratings.dat"), ML1M_RATINGS)
   out = str(tmp_path_factory.mktemp("out"))
-  summary = beam_ingest.run_ingestion(_packaged("movielens-1m"), str(data), out)
+  summary = ingest_outputs.run_ingestion(_packaged("movielens-1m"), str(data), out)
   return summary, ingested_examples.read_examples(out)
 
 
@@ -128,7 +128,7 @@ def amazon(tmp_path_factory):
   with open(str(data / "more_reviews.json"), "w") as f:
     f.writelines(json.dumps(r) + "\n" for r in AMAZON_PLAIN)
   out = str(tmp_path_factory.mktemp("out"))
-  summary = beam_ingest.run_ingestion(_packaged("amazon-reviews"), str(data), out)
+  summary = ingest_outputs.run_ingestion(_packaged("amazon-reviews"), str(data), out)
   return summary, ingested_examples.read_examples(out), out
 
 
@@ -210,7 +210,7 @@ def _ingest_ratings(tmp_path_factory, mapping):
   data = tmp_path_factory.mktemp("ratings")
   _write_ratings(str(data / "ratings.dat"), _sparse_ratings())
   out = str(tmp_path_factory.mktemp("out"))
-  summary = beam_ingest.run_ingestion(mapping, str(data), out)
+  summary = ingest_outputs.run_ingestion(mapping, str(data), out)
   return summary, ingested_examples.read_examples(out)
 
 

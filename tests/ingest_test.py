@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 
-from duia.ingest import beam_ingest
+from duia.ingest import ingest_outputs
 from duia.ingest import mapping as mapping_lib
 from duia.ingest import train_shuffle
 from duia.models import features
@@ -76,7 +76,7 @@ def ingested(tmp_path_factory):
   raw["split"] = {"mode": "global", "eval_days": 150 / DAY}  # eval = ts >= 250
   mapping = mapping_lib.MappingConfig.from_dict(raw)
   out = tmp_path_factory.mktemp("out")
-  summary = beam_ingest.run_ingestion(mapping, str(root), str(out))
+  summary = ingest_outputs.run_ingestion(mapping, str(root), str(out))
   return summary, ingested_examples.read_examples(str(out)), str(out)
 
 
@@ -247,7 +247,7 @@ def test_movielens_format_ingests_by_config(tmp_path, with_header):
   data = str(tmp_path / "ml")
   _movielens_fixture(data, with_header)
   mapping = mapping_lib.load_mapping(configs.packaged_mapping("movielens-100k"))
-  summary = beam_ingest.run_ingestion(mapping, data, str(tmp_path / "out"))
+  summary = ingest_outputs.run_ingestion(mapping, data, str(tmp_path / "out"))
   assert summary["quarantined"] == {"exposures/invalid_value:rating": 1}
   rows = _by_key(ingested_examples.read_examples(str(tmp_path / "out")))
   assert len(rows) == 3
@@ -267,7 +267,7 @@ def test_movielens_format_ingests_by_config(tmp_path, with_header):
 @pytest.mark.slow  # the whole MovieLens 100K through the ingestion (~40 s)
 def test_real_movielens_ingests_without_loss(movielens_dir, tmp_path):
   mapping = mapping_lib.load_mapping(configs.packaged_mapping("movielens-100k"))
-  summary = beam_ingest.run_ingestion(mapping, movielens_dir, str(tmp_path))
+  summary = ingest_outputs.run_ingestion(mapping, movielens_dir, str(tmp_path))
   assert summary["quarantined_total"] == 0
   assert summary["examples"]["train"] + summary["examples"]["eval"] == 100_000
   # per-user split: about 20% of each user's ratings are eval.
@@ -287,7 +287,7 @@ def test_train_split_is_shuffled_across_users(tmp_path):
   mapping = mapping_lib.load_mapping(configs.packaged_mapping("generated"))
   runs = []
   for name in ("a", "b"):
-    beam_ingest.run_ingestion(mapping, data, str(tmp_path / name))
+    ingest_outputs.run_ingestion(mapping, data, str(tmp_path / name))
     (path,) = glob.glob(str(tmp_path / name / "examples" / "Split-train" / "*.gz"))
     runs.append([r.numpy() for r in tf.data.TFRecordDataset(path, compression_type="GZIP")])
 

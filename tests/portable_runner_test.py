@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from duia.ingest import beam_ingest
+from duia.ingest import ingest_outputs
 from duia.ingest import mapping as mapping_lib
 from duia.pipeline import configs
 from tests import ingested_examples
@@ -80,9 +80,9 @@ def test_ingestion_on_the_portable_runner_writes_what_the_in_memory_runner_write
   data = str(tmp_path / "data")
   generator.generate(data, generator.GeneratorConfig(num_users=60, num_exposures=3000, seed=2))
   mapping = mapping_lib.load_mapping(configs.packaged_mapping("generated"))
-  portable = beam_ingest.run_ingestion(mapping, data, str(tmp_path / "portable"),
+  portable = ingest_outputs.run_ingestion(mapping, data, str(tmp_path / "portable"),
                                        beam_args=portable_beam_args)
-  in_memory = beam_ingest.run_ingestion(mapping, data, str(tmp_path / "in_memory"),
+  in_memory = ingest_outputs.run_ingestion(mapping, data, str(tmp_path / "in_memory"),
                                         beam_args=configs.LOCAL_BEAM_ARGS)
   assert portable == in_memory  # example counts per split, quarantine counts
   assert sum(portable["examples"].values()) == 3000

@@ -24,6 +24,7 @@ from tfx.types.component_spec import ChannelParameter
 from tfx.types.component_spec import ExecutionParameter
 
 from duia.ingest import beam_ingest
+from duia.ingest import ingest_outputs
 from duia.ingest import mapping as mapping_lib
 from duia.models import features
 
@@ -71,12 +72,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     with self._make_beam_pipeline() as pipeline:
       outputs = pipeline | "Ingest" >> beam_ingest.IngestRawLogs(  # pylint: disable=no-value-for-parameter
           mapping, exec_properties[INPUT_BASE_KEY])
-      beam_ingest.write_outputs(outputs, examples.uri, quarantine.uri)
+      ingest_outputs.write_outputs(outputs, examples.uri, quarantine.uri)
 
     examples.split_names = artifact_utils.encode_split_names(list(beam_ingest.SPLITS))
     examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
     examples_utils.set_file_format(examples, "tfrecords_gzip")
-    summary = beam_ingest.read_summary(quarantine.uri)
+    summary = ingest_outputs.read_summary(quarantine.uri)
     for artifact in (examples, quarantine):
       artifact.set_int_custom_property("quarantined_total", summary["quarantined_total"])
       artifact.set_string_custom_property("quarantined_by_reason",

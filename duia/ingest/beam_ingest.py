@@ -29,7 +29,6 @@ The joins are keyed group-bys, so the same code shards by item and by user on a
 distributed runner (docs/design.md §8).
 """
 
-import json
 import os
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -370,80 +369,3 @@ def _low_activity_threshold(exposures, derive: mapping_lib.DeriveConfig):
           | "Histogram" >> beam.combiners.ToDict()
           | "PickThreshold" >> beam.Map(point_in_time.threshold_for_share,
                                         derive.low_activity_share))
-
-
-def count_by_reason(records) -> Any:
-  """(source, reason) -> count, as one dict."""
-  return (records
-          | "ReasonKey" >> beam.Map(lambda r: (f"{r['source']}/{r['reason']}", 1))
-          | "CountReasons" >> beam.CombinePerKey(sum)
-          | "ToDict" >> beam.combiners.ToDict())
-
-
-def write_outputs(outputs: Dict[str, Any], examples_uri: str, quarantine_uri: str) -> None:
-  """Writes examples as gzipped TFRecords per split, in TFX's Examples layout,
-  and the quarantine as JSON lines plus a `summary.json` of counts (and, with
-  sparsify on, {"sparsified": {"users": n, "dropped_rows": m}}; with a validation
-  holdout, the eval rows it left out)."""
-  for split in SPLITS:
-    examples = outputs[split]
-    (examples
-     | f"Write{split}" >> beam.io.WriteToTFRecord(
-         os.path.join(examples_uri, f"Split-{split}", "data_tfrecord"),
-         file_name_suffix=".gz"))
-  records = outputs[QUARANTINE]
-  (records
-   | "QuarantineJson" >> beam.Map(json.dumps, sort_keys=True)
-   | "WriteQuarantine" >> beam.io.WriteToText(
-       os.path.join(quarantine_uri, "quarantine"), file_name_suffix=".jsonl"))
-
-  counts = {split: outputs[split] | f"Count{split}" >> beam.combiners.Count.Globally()
-            for split in SPLITS}
-  reasons = count_by_reason(records)
-
-  def summarize(_, reasons, threshold, sparsified=None, held_out=None, **split_counts):
-    summary = {"examples": split_counts, "quarantined": reasons,
-               "quarantined_total": sum(reasons.values()),
-               LOW_ACTIVITY_THRESHOLD: threshold}
-    if sparsified is not None:
-      # Not quarantined: the rows are fine, the run chose to forget them.
-      summary[SPARSIFIED] = {"users": sparsified[0], "dropped_rows": sparsified[1]}
-    if held_out is not None:
-      summary[HELD_OUT] = held_out
-    return json.dumps(summary, sort_keys=True, indent=1)
-
-  side_inputs = {s: beam.pvalue.AsSingleton(c) for s, c in counts.items()}
-  if SPARSIFIED in outputs:
-    side_inputs["sparsified"] = beam.pvalue.AsSingleton(outputs[SPARSIFIED])
-  if HELD_OUT in outputs:
-    side_inputs["held_out"] = beam.pvalue.AsSingleton(outputs[HELD_OUT])
-  (records.pipeline
-   | "SummarySeed" >> beam.Create([None])
-   | "Summarize" >> beam.Map(
-       summarize, beam.pvalue.AsSingleton(reasons),
-       beam.pvalue.AsSingleton(outputs[LOW_ACTIVITY_THRESHOLD]), **side_inputs)
-   | "WriteSummary" >> beam.io.WriteToText(
-       os.path.join(quarantine_uri, "summary"), file_name_suffix=".json",
-       shard_name_template=""))
-
-
-def read_summary(quarantine_uri: str) -> Dict[str, Any]:
-  """Reads the counts the ingestion wrote next to its quarantine output."""
-  with filesystems.FileSystems.open(os.path.join(quarantine_uri, "summary.json")) as f:
-    return json.loads(f.read())
-
-
-def run_ingestion(mapping: mapping_lib.MappingConfig, data_root: str, out_dir: str,
-                  beam_args: Iterable[str] = ("--runner=FnApiRunner",)) -> Dict[str, Any]:
-  """Runs the ingestion alone (outside TFX) into out_dir/{examples,quarantine}.
-
-  Returns:
-    The summary: example counts per split and quarantine counts per reason.
-  """
-  from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
-  examples_uri = os.path.join(out_dir, "examples")
-  quarantine_uri = os.path.join(out_dir, "quarantine")
-  with beam.Pipeline(options=PipelineOptions(list(beam_args))) as pipeline:
-    outputs = pipeline | "Ingest" >> IngestRawLogs(mapping, data_root)  # pylint: disable=no-value-for-parameter
-    write_outputs(outputs, examples_uri, quarantine_uri)
-  return read_summary(quarantine_uri)
